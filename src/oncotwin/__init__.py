@@ -1,0 +1,3 @@
+"""oncotwin: digital twins of cancer patients."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""Patient data: the canonical event table, its readers and the shipped datasets."""
