@@ -7,6 +7,7 @@ Every error oncotwin raises on purpose derives from :class:`OncotwinError`, so c
     ├── DataError            bad input data: says file, row and column (also a ValueError)
     ├── ModelError           unknown model, bad parameter values or names (also a ValueError)
     ├── ScheduleError        a treatment schedule that cannot be built (also a ValueError)
+    ├── SimulationError      the ODE solver failed for a single run (batches report status)
     ├── CalibrationError     inference could not produce a posterior at all
     └── StoreError           the database refused an operation
         └── NotFoundError    a patient, twin or run that does not exist (also a KeyError)
@@ -57,6 +58,10 @@ class ModelError(OncotwinError, ValueError):
 
 class ScheduleError(OncotwinError, ValueError):
     """A treatment schedule that cannot be built."""
+
+
+class SimulationError(OncotwinError):
+    """The ODE solver failed (single runs raise; batched runs return a status per run)."""
 
 
 class CalibrationError(OncotwinError):

@@ -1,0 +1,363 @@
+"""Calibration: NUTS (NumPyro) by default, MAP + Laplace as the fast path.
+
+Compiled functions are cached per :class:`Spec` and padded shape, so calibrating the next
+subject (or the next version of a twin) reuses them: "jit once per shape".
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+
+from .._jax import jax, jnp
+from ..errors import CalibrationError, ModelError
+from ..models import TumourModel, get_model
+from ..observe import ErrorModel, get_error_model
+from ..simulate import DEFAULT_SOLVER, SolverSettings
+from .posterior import Diagnostics, Posterior
+from .priors import Prior
+from .problem import (
+    Spec,
+    SubjectArrays,
+    SubjectData,
+    bucket,
+    log_posterior,
+    make_spec,
+    numpyro_model,
+    pointwise_loglik,
+)
+
+METHODS = ("nuts", "laplace")
+MAP_STARTS = 4  # multi-start optimisation: prior mean and three prior draws at half spread
+MAP_MAX_ITER = 300
+LAPLACE_DRAWS = 1000
+
+
+def _psis_khat(log_weights: np.ndarray) -> float:
+    """Pareto k of importance log-weights (Vehtari et al. 2024, PSIS), via ArviZ."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+
+        _, khat = az.psislw(np.asarray(log_weights, float))
+    return float(khat)
+
+
+def _hessian(loss: Callable[[Any], Any], z: Any, *, exact: bool) -> Any:
+    """Hessian of `loss` at `z`: exact for closed forms; central differences of the gradient
+    for ODE models (diffrax's reverse-mode adjoint does not support forward-mode AD)."""
+    if exact:
+        return jax.hessian(loss)(z)
+    h = 1e-4
+    eye = jnp.eye(z.shape[0]) * h
+    grad = jax.grad(loss)
+    rows = jax.vmap(lambda e: (grad(z + e) - grad(z - e)) / (2 * h))(eye)
+    return 0.5 * (rows + rows.T)
+
+
+@functools.lru_cache(maxsize=64)
+def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
+    """Jitted, vmappable MAP + Laplace for `spec`: (data, key) -> draws and diagnostics."""
+    import optax
+    import optax.tree_utils as otu
+
+    def one(data: SubjectArrays, key: Any) -> dict[str, Any]:
+        def loss(z: Any) -> Any:
+            return -log_posterior(spec, z, data)
+
+        opt = optax.lbfgs()
+        value_and_grad = optax.value_and_grad_from_state(loss)
+
+        def step(carry: Any) -> Any:
+            z, state = carry
+            value, grad = value_and_grad(z, state=state)
+            updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=loss)
+            return optax.apply_updates(z, updates), state
+
+        def not_done(carry: Any) -> Any:
+            _, state = carry
+            count = otu.tree_get(state, "count")
+            grad = otu.tree_get(state, "grad")
+            return (count == 0) | ((count < MAP_MAX_ITER) & (jnp.linalg.norm(grad) > 1e-6))
+
+        def optimise(z0: Any) -> tuple[Any, Any, Any]:
+            z, state = jax.lax.while_loop(not_done, step, (z0, opt.init(z0)))
+            return z, loss(z), jnp.linalg.norm(otu.tree_get(state, "grad"))
+
+        k_start, k_draw = jax.random.split(key)
+        n = data.prior_loc.shape[0]
+        jitter = 0.5 * data.prior_scale * jax.random.normal(k_start, (MAP_STARTS - 1, n))
+        starts = jnp.concatenate([data.prior_loc[None], data.prior_loc + jitter])
+        zs, losses, gnorms = jax.vmap(optimise)(starts)
+        losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
+        best = jnp.argmin(losses)
+        z_map, grad_norm = zs[best], gnorms[best]
+        # Laplace: Gaussian with the inverse Hessian; eigenvalues floored so a flat direction
+        # gives a wide (honest) marginal instead of a crash.
+        evals, evecs = jnp.linalg.eigh(_hessian(loss, z_map, exact=spec.closed_form))
+        evals = jnp.maximum(evals, 1e-6)
+        eps = jax.random.normal(k_draw, (n_draws, n))
+        draws = z_map + (eps / jnp.sqrt(evals)) @ evecs.T
+        log_q = jnp.sum(jax.scipy.stats.norm.logpdf(eps), axis=1) + 0.5 * jnp.sum(jnp.log(evals))
+        log_p = jax.vmap(lambda z: log_posterior(spec, z, data))(draws)
+        loglik = jax.vmap(lambda z: pointwise_loglik(spec, z, data))(draws)
+        converged = jnp.isfinite(losses[best]) & (grad_norm < 1e-3 * (1.0 + jnp.abs(losses[best])))
+        return {
+            "z": draws,
+            "log_weights": log_p - log_q,
+            "log_lik": loglik,
+            "z_map": z_map,
+            "converged": converged,
+        }
+
+    return jax.jit(jax.vmap(one))
+
+
+@functools.lru_cache(maxsize=64)
+def _mcmc(spec: Spec, chains: int, draws: int, warmup: int, target_accept: float) -> Any:
+    """A reusable NumPyro MCMC object (jit_model_args: compiled once per data shape)."""
+    from numpyro.infer import MCMC, NUTS
+
+    kernel = NUTS(functools.partial(numpyro_model, spec), target_accept_prob=target_accept)
+    return MCMC(
+        kernel,
+        num_warmup=warmup,
+        num_samples=draws,
+        num_chains=chains,
+        chain_method="vectorized",
+        progress_bar=False,
+        jit_model_args=True,
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _loglik_fn(spec: Spec) -> Callable[..., Any]:
+    return jax.jit(jax.vmap(lambda z, data: pointwise_loglik(spec, z, data), in_axes=(0, None)))
+
+
+def _stack(arrays: Sequence[SubjectArrays]) -> SubjectArrays:
+    return jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]), *arrays)
+
+
+def _posterior(
+    subject: SubjectData, spec: Spec, z: np.ndarray, log_lik: np.ndarray, diagnostics: Diagnostics,
+    prior: Prior, method: str, seed: int, settings: dict[str, Any],
+) -> Posterior:  # fmt: skip
+    theta, err = spec.constrain(jnp.asarray(z), subject.ref)
+    params = {k: np.asarray(v) for k, v in {**theta, **err}.items()}
+    post = Posterior(
+        subject=subject.id, model=spec.model.name, error_model=spec.error.name, names=spec.names,
+        z=np.asarray(z), params=params, log_lik=np.asarray(log_lik)[..., : len(subject.times)],
+        t0=subject.t0, ref=subject.ref, diagnostics=diagnostics, prior=prior, method=method,
+        seed=seed, settings=settings,
+    )  # fmt: skip
+    post.warn()
+    return post
+
+
+def calibrate_subjects(
+    model: str | TumourModel,
+    subjects: Sequence[SubjectData],
+    *,
+    method: str = "nuts",
+    error_model: str | ErrorModel = "proportional",
+    prior: Prior | None = None,
+    seed: int = 0,
+    chains: int = 4,
+    draws: int = 1000,
+    warmup: int = 1000,
+    target_accept: float = 0.9,
+    solver: SolverSettings = DEFAULT_SOLVER,
+    progress: Callable[[int], None] | None = None,
+) -> list[Posterior]:
+    """Calibrate `model` to each subject independently.
+
+    Args:
+        model: model or registry name.
+        subjects: prepared subjects (see :class:`SubjectData`).
+        method: "nuts" (NumPyro NUTS, the default) or "laplace" (MAP + Laplace, fast).
+        error_model: "proportional" or "combined".
+        prior: prior on the unconstrained parameters; default the models' declared priors.
+        seed: random seed; subject i uses ``fold_in(seed, i)``, so results do not depend on
+            which other subjects are calibrated alongside.
+        chains, draws, warmup: NUTS settings (Laplace draws ``chains * draws`` in one chain).
+        target_accept: NUTS target acceptance probability.
+        solver: ODE settings for models without a usable closed form.
+        progress: called with the number of subjects just finished.
+
+    Returns:
+        One :class:`Posterior` per subject, in order. Posteriors that fail their diagnostics
+        carry a warning (and a :class:`ConvergenceWarning` is emitted).
+
+    Raises:
+        ModelError: unknown model, error model or method.
+        CalibrationError: a subject's likelihood is not finite anywhere reachable.
+    """
+    if method not in METHODS:
+        raise ModelError(f"unknown calibration method {method!r}; use one of {METHODS}")
+    m, err = get_model(model), get_error_model(error_model)
+    prior = prior or Prior.default(m, err)
+    if len(prior.names) != len(m.params) + len(err.params):
+        raise ModelError(
+            f"prior is for {prior.names}, model needs {m.param_names + err.param_names}"
+        )
+    settings = {"method": method, "chains": chains, "draws": draws, "warmup": warmup,
+                "target_accept": target_accept, "error_model": err.name,
+                "rtol": solver.rtol, "atol": solver.atol}  # fmt: skip
+    n_laplace = chains * draws if method == "laplace" else 1
+    fits = _laplace_all(m, err, subjects, prior, seed, solver, n_laplace)
+    out = []
+    for subject, (spec, arrays, key, res) in zip(subjects, fits, strict=True):
+        if method == "laplace":
+            diag = Diagnostics(
+                "laplace", chains=1, optimizer_converged=bool(res["converged"]),
+                pareto_k=_psis_khat(res["log_weights"]),
+            )  # fmt: skip
+            post = _posterior(
+                subject,
+                spec,
+                res["z"][None],
+                res["log_lik"][None],
+                diag,
+                prior,
+                method,
+                seed,
+                settings,
+            )
+        else:
+            post = _nuts(subject, spec, arrays, res["z_map"], key, prior, seed, settings, chains, draws,
+                         warmup, target_accept)  # fmt: skip
+        out.append(post)
+        if progress:
+            progress(1)
+    return out
+
+
+def _laplace_all(
+    m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], prior: Prior, seed: int,
+    solver: SolverSettings, n_draws: int,
+) -> list[tuple[Spec, SubjectArrays, Any, dict[str, np.ndarray]]]:  # fmt: skip
+    """MAP + Laplace for every subject, vmapped over subjects that share a compiled function.
+
+    Returns (spec, arrays, key, result) per subject, in order.
+    """
+    base_key = jax.random.PRNGKey(seed)
+    keys = [jax.random.fold_in(base_key, i) for i in range(len(subjects))]
+    groups: dict[Any, list[int]] = {}
+    for i, s in enumerate(subjects):
+        spec = make_spec(m, err, s.schedule, solver)
+        shape = (
+            bucket(len(s.times)),
+            bucket(len(s.schedule.doses), 1),
+            bucket(len(s.schedule.switches), 1),
+        )
+        groups.setdefault((spec, shape), []).append(i)
+    out: list[Any] = [None] * len(subjects)
+    for (spec, shape), idx in groups.items():
+        arrays = [subjects[i].arrays(prior.loc, prior.scale, None, *shape) for i in idx]
+        # Pad the batch to a power of two (repeating the first subject): few compiled shapes.
+        pad = [0] * (bucket(len(idx), 1) - len(idx))
+        batch = _stack(arrays + [arrays[p] for p in pad])
+        batch_keys = jnp.stack([keys[i] for i in idx] + [keys[idx[p]] for p in pad])
+        res = jax.device_get(_laplace_fn(spec, n_draws)(batch, batch_keys))
+        for j, i in enumerate(idx):
+            out[i] = (spec, arrays[j], keys[i], {k: np.asarray(v[j]) for k, v in res.items()})
+    return out
+
+
+def _nuts(
+    subject: SubjectData, spec: Spec, arrays: SubjectArrays, z_map: np.ndarray, key: Any, prior: Prior,
+    seed: int, settings: dict[str, Any], chains: int, draws: int, warmup: int, target_accept: float,
+) -> Posterior:  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import arviz as az
+    if not np.all(np.isfinite(z_map)):
+        raise CalibrationError(
+            f"subject {subject.id}: no finite starting point for {spec.model.name}"
+        )
+    mcmc = _mcmc(spec, chains, draws, warmup, target_accept)
+    k_init, k_run = jax.random.split(key)
+    init = z_map + 0.1 * np.asarray(prior.scale) * np.asarray(
+        jax.random.normal(k_init, (chains, len(z_map)))
+    )
+    data = jax.tree.map(jnp.asarray, arrays)
+    mcmc.run(k_run, data, init_params={"z": jnp.asarray(init)})
+    z = np.asarray(mcmc.get_samples(group_by_chain=True)["z"])
+    divergences = int(np.sum(mcmc.get_extra_fields()["diverging"]))
+    ll = np.asarray(_loglik_fn(spec)(jnp.asarray(z.reshape(-1, z.shape[-1])), data))
+    ll = ll.reshape(chains, draws, -1)
+    rhat = max(float(az.rhat(z[..., i])) for i in range(z.shape[-1]))
+    ess_bulk = min(float(az.ess(z[..., i], method="bulk")) for i in range(z.shape[-1]))
+    ess_tail = min(float(az.ess(z[..., i], method="tail")) for i in range(z.shape[-1]))
+    diag = Diagnostics("nuts", rhat, ess_bulk, ess_tail, divergences, chains)
+    return _posterior(subject, spec, z, ll, diag, prior, "nuts", seed, settings)
+
+
+def calibrate(
+    model: str | TumourModel,
+    data: Any,
+    *,
+    subject: str | None = None,
+    kind: str | None = None,
+    **kwargs: Any,
+) -> Posterior:
+    """Calibrate `model` to one subject of `data` (a :class:`~oncotwin.data.PatientData`).
+
+    Args:
+        model: model or registry name.
+        data: patient data; must hold one subject unless `subject` is given.
+        subject: which subject.
+        kind: which observed quantity (default: the subject's most frequent one).
+        **kwargs: see :func:`calibrate_subjects` (method, prior, seed, chains, draws, ...).
+
+    Returns:
+        The subject's :class:`Posterior`.
+    """
+    ids = list(data.ids)
+    if subject is None:
+        if len(ids) != 1:
+            raise ModelError(f"data holds {len(ids)} subjects; say which with subject=")
+        subject = ids[0]
+    sd = SubjectData.from_events(subject, data.subject(subject).events, kind)
+    return calibrate_subjects(model, [sd], **kwargs)[0]
+
+
+def subjects_from(
+    data: Any, kind: str | None = None, ids: Iterable[str] | None = None
+) -> list[SubjectData]:
+    """Prepared :class:`SubjectData` for each subject of `data` (all, or `ids`)."""
+    return [SubjectData.from_events(i, data.subject(i).events, kind) for i in (ids or data.ids)]
+
+
+def reference_prior(
+    model: str | TumourModel,
+    reference: Sequence[SubjectData],
+    *,
+    error_model: str | ErrorModel = "proportional",
+    seed: int = 0,
+    min_scale: float = 0.1,
+    label: str = "reference cohort",
+) -> Prior:
+    """A prior learnt from a reference cohort (empirical Bayes).
+
+    Each reference subject is fitted by MAP under the default prior; the prior for a new subject
+    is Normal with the median and the robust spread (1.4826 x MAD, at least `min_scale`) of those
+    estimates on the unconstrained scale, where size parameters are relative to each subject's
+    reference size, so the prior transfers across units and scales.
+    """
+    m, err = get_model(model), get_error_model(error_model)
+    default = Prior.default(m, err)
+    fits = _laplace_all(m, err, reference, default, seed, DEFAULT_SOLVER, 1)
+    zmap = np.array([res["z_map"] for *_, res in fits if np.all(np.isfinite(res["z_map"]))])
+    if len(zmap) == 0:
+        raise CalibrationError(f"no reference subject could be fitted with {m.name}")
+    loc = np.median(zmap, axis=0)
+    mad = 1.4826 * np.median(np.abs(zmap - loc), axis=0)
+    scale = np.maximum(mad * math.sqrt(1 + 1 / len(zmap)), min_scale)
+    return Prior(default.names, loc, scale, f"{label} ({len(zmap)} subjects, MAP estimates)")
