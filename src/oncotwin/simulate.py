@@ -16,7 +16,7 @@ from ._jax import jax, jnp
 from .errors import SimulationError
 from .models import TumourModel, get_model
 from .models.base import Params
-from .schedule import ExposureArrays, Schedule, exposure_at
+from .schedule import ExposureArrays, Schedule, exposure_at, integrated_exposure
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,7 @@ DEFAULT_SOLVER = SolverSettings()
 
 def uses_closed_form(model: TumourModel, schedule: Schedule | None) -> bool:
     """Whether the model's closed form is exact for this schedule."""
-    if model.closed_form is None:
-        return False
-    return not model.uses_exposure or schedule is None or schedule.is_empty
+    return model.closed_form is not None
 
 
 def trajectory(
@@ -57,7 +55,7 @@ def trajectory(
             evaluated by the closed form, and held at t0 by the ODE path.
         t0: reference time, days (absolute time of the model's initial state).
         arrays: the schedule as :class:`ExposureArrays` (absolute times).
-        closed_form: use the model's closed form (exact only without exposure).
+        closed_form: use the model's closed form instead of the ODE solver.
         solver: ODE settings.
 
     Returns:
@@ -65,7 +63,11 @@ def trajectory(
     """
     tau = jnp.asarray(tau, dtype=float)
     if closed_form:
-        return model.closed_form(tau, params), jnp.array(True)
+
+        def cum(decay: Any) -> Any:
+            return integrated_exposure(tau, t0, arrays, decay)
+
+        return model.closed_form(tau, params, cum), jnp.array(True)
     import diffrax
 
     def field(s: Any, y: Any, args: Any) -> Any:

@@ -97,10 +97,10 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
         best = jnp.argmin(losses)
         z_map, grad_norm = zs[best], gnorms[best]
-        # Laplace: Gaussian with the inverse Hessian; eigenvalues floored so a flat direction
-        # gives a wide (honest) marginal instead of a crash.
+        # Laplace: Gaussian with the inverse Hessian. Eigenvalues are floored at the smallest
+        # prior precision: a direction the data do not inform is never wider than the prior.
         evals, evecs = jnp.linalg.eigh(_hessian(loss, z_map, exact=spec.closed_form))
-        evals = jnp.maximum(evals, 1e-6)
+        evals = jnp.maximum(evals, 1.0 / jnp.max(data.prior_scale) ** 2)
         eps = jax.random.normal(k_draw, (n_draws, n))
         draws = z_map + (eps / jnp.sqrt(evals)) @ evecs.T
         log_q = jnp.sum(jax.scipy.stats.norm.logpdf(eps), axis=1) + 0.5 * jnp.sum(jnp.log(evals))

@@ -89,11 +89,13 @@ class TumourModel:
         name: registry key ("gompertz").
         title: human-readable name.
         params: parameter specifications (``v0`` first).
-        vector_field: ``f(t, y, params, exposure) -> dy/dt`` on the state vector ``y``.
+        vector_field: ``f(tau, y, params, exposure) -> dy/dt`` on the state vector ``y``, with
+            ``tau`` the time since t0 (days).
         initial_state: ``params -> y(t0)``.
         observable: ``(y, params) -> observed quantity`` (e.g. total volume).
-        closed_form: ``(tau, params) -> observed quantity`` with ``tau = t - t0``, valid whenever
-            the model ignores exposure or the exposure is zero; None if there is none.
+        closed_form: ``(tau, params, cum) -> observed quantity`` with ``tau = t - t0`` and
+            ``cum(decay)`` the integrated exposure (:func:`oncotwin.schedule.integrated_exposure`)
+            at each tau; None when the model has none (the ODE path is then used).
         uses_exposure: whether the treatment exposure enters the vector field.
         citation: the paper that defines the model.
         description: the equations in words, for model cards.
@@ -106,7 +108,7 @@ class TumourModel:
     vector_field: VectorField
     initial_state: Callable[[Params], Any]
     observable: Callable[[Any, Params], Any]
-    closed_form: Callable[[Any, Params], Any] | None
+    closed_form: Callable[[Any, Params, Callable[[Any], Any]], Any] | None
     uses_exposure: bool
     citation: str
     description: str

@@ -40,7 +40,7 @@ exponential = TumourModel(
     vector_field=scalar_state(lambda v, p, e: p["a"] * v),
     initial_state=v0_state,
     observable=first_state,
-    closed_form=lambda tau, p: p["v0"] * jnp.exp(p["a"] * tau),
+    closed_form=lambda tau, p, cum: p["v0"] * jnp.exp(p["a"] * tau),
     uses_exposure=False,
     citation=BENZEKRY,
     description="Unlimited growth at a constant specific rate.",
@@ -48,7 +48,7 @@ exponential = TumourModel(
 )
 
 
-def _logistic(tau: Any, p: Params) -> Any:
+def _logistic(tau: Any, p: Params, cum: Any = None) -> Any:
     v0, k = p["v0"], p["k"]
     return k * v0 / (v0 + (k - v0) * jnp.exp(-p["a"] * tau))
 
@@ -82,7 +82,7 @@ gompertz = TumourModel(
     vector_field=scalar_state(lambda v, p, e: (p["alpha"] - p["beta"] * jnp.log(v / p["v0"])) * v),
     initial_state=v0_state,
     observable=first_state,
-    closed_form=lambda tau, p: (
+    closed_form=lambda tau, p, cum: (
         p["v0"] * jnp.exp(p["alpha"] / p["beta"] * (1.0 - jnp.exp(-p["beta"] * tau)))
     ),
     uses_exposure=False,
@@ -102,7 +102,7 @@ reduced_gompertz = TumourModel(
     vector_field=scalar_state(lambda v, p, e: p["beta"] * jnp.log(p["k"] / v) * v),
     initial_state=v0_state,
     observable=first_state,
-    closed_form=lambda tau, p: (
+    closed_form=lambda tau, p, cum: (
         p["k"] * jnp.exp(jnp.log(p["v0"] / p["k"]) * jnp.exp(-p["beta"] * tau))
     ),
     uses_exposure=False,
@@ -116,7 +116,7 @@ reduced_gompertz = TumourModel(
 )
 
 
-def _bertalanffy(tau: Any, p: Params) -> Any:
+def _bertalanffy(tau: Any, p: Params, cum: Any = None) -> Any:
     one_minus = 1.0 - p["gamma"]
     ratio = p["a"] / p["b"]
     return p["v0"] * (ratio + (1.0 - ratio) * jnp.exp(-one_minus * p["b"] * tau)) ** (1 / one_minus)
@@ -156,7 +156,7 @@ power_law = TumourModel(
     ),
     initial_state=v0_state,
     observable=first_state,
-    closed_form=lambda tau, p: (
+    closed_form=lambda tau, p, cum: (
         p["v0"] * (1.0 + (1.0 - p["gamma"]) * p["a"] * tau) ** (1.0 / (1.0 - p["gamma"]))
     ),
     uses_exposure=False,
@@ -166,7 +166,7 @@ power_law = TumourModel(
 )
 
 
-def _exponential_linear(tau: Any, p: Params) -> Any:
+def _exponential_linear(tau: Any, p: Params, cum: Any = None) -> Any:
     a0, a1, v0 = p["a0"], p["a1"], p["v0"]
     v_switch = a1 / a0  # size at which the exponential phase turns linear
     tau_switch = jnp.log(jnp.maximum(v_switch / v0, 1.0)) / a0
