@@ -35,17 +35,19 @@ from .problem import (
 METHODS = ("nuts", "laplace")
 MAP_STARTS = 4  # multi-start optimisation: prior mean and three prior draws at half spread
 MAP_MAX_ITER = 300
-LAPLACE_DRAWS = 1000
 
 
-def _psis_khat(log_weights: np.ndarray) -> float:
-    """Pareto k of importance log-weights (Vehtari et al. 2024, PSIS), via ArviZ."""
+def _psis_resample(log_weights: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
+    """Indices of a Pareto-smoothed importance resample (correcting the Gaussian towards the
+    posterior) and the Pareto k that says how far to trust it (Yao et al. ICML 2018)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         import arviz as az
 
-        _, khat = az.psislw(np.asarray(log_weights, float))
-    return float(khat)
+        lw, khat = az.psislw(np.asarray(log_weights, float))
+    w = np.exp(lw - np.max(lw))
+    idx = np.random.default_rng(seed).choice(len(w), size=len(w), p=w / w.sum())
+    return idx, float(khat)
 
 
 def _hessian(loss: Callable[[Any], Any], z: Any, *, exact: bool) -> Any:
@@ -214,21 +216,12 @@ def calibrate_subjects(
     out = []
     for subject, (spec, arrays, key, res) in zip(subjects, fits, strict=True):
         if method == "laplace":
+            idx, khat = _psis_resample(res["log_weights"], seed)
             diag = Diagnostics(
-                "laplace", chains=1, optimizer_converged=bool(res["converged"]),
-                pareto_k=_psis_khat(res["log_weights"]),
-            )  # fmt: skip
-            post = _posterior(
-                subject,
-                spec,
-                res["z"][None],
-                res["log_lik"][None],
-                diag,
-                prior,
-                method,
-                seed,
-                settings,
+                "laplace", chains=1, optimizer_converged=bool(res["converged"]), pareto_k=khat
             )
+            z, ll = res["z"][idx][None], res["log_lik"][idx][None]
+            post = _posterior(subject, spec, z, ll, diag, prior, method, seed, settings)
         else:
             post = _nuts(subject, spec, arrays, res["z_map"], key, prior, seed, settings, chains, draws,
                          warmup, target_accept)  # fmt: skip
