@@ -1,0 +1,183 @@
+"""The forecasting contract: history + target times -> median and interval per target row.
+
+This is what `oncotwin predict` runs, and what benchmarks and external evaluation call:
+calibrate every subject of the history (optionally with a prior learnt from a reference
+cohort), choose or stack models by PSIS-LOO when asked, and forecast each target time under
+each subject's recorded schedule (treatment rows after the last observation are the plan).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .errors import DataError, ModelError
+from .inference.calibrate import calibrate_subjects, reference_prior, subjects_from
+from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
+from .inference.posterior import Posterior
+from .inference.problem import SubjectData
+from .models import get_model
+from .twin import DigitalTwin, stacked_twins
+
+AUTO_SELECTION_METHOD = "laplace"  # candidates are screened with the fast path, see predict()
+MIN_WEIGHT = 0.05  # models below this stacking weight are dropped from the stack
+
+
+def read_targets(path: str | Path) -> pd.DataFrame:
+    """Read a targets file: CSV with columns `id` and `time` (days), case-insensitive.
+
+    Raises:
+        DataError: missing file or column, empty file, non-numeric or missing time (names the
+            file, row and column).
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except FileNotFoundError:
+        raise DataError("file not found", file=str(path)) from None
+    except (pd.errors.EmptyDataError, pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read CSV: {exc}", file=str(path)) from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    for col in ("id", "time"):
+        if col not in raw.columns:
+            raise DataError("missing required column", file=str(path), row=1, column=col)
+    if raw.empty:
+        raise DataError("no target rows", file=str(path))
+    times = pd.to_numeric(raw["time"].str.strip(), errors="coerce")
+    for i, (ident, t, text) in enumerate(zip(raw["id"], times, raw["time"], strict=True)):
+        if not str(ident).strip():
+            raise DataError("empty subject id", file=str(path), row=i + 2, column="id")
+        if not np.isfinite(t):
+            raise DataError(
+                f"time {text!r} is not a number", file=str(path), row=i + 2, column="time"
+            )
+    return pd.DataFrame({"id": raw["id"].str.strip(), "time": times.astype(float)})
+
+
+@dataclass
+class PredictResult:
+    """What :func:`predict` produced: the table, the twins, and how models were chosen."""
+
+    table: pd.DataFrame
+    twins: dict[str, DigitalTwin]
+    weights: dict[str, float]
+    comparison: ModelComparison | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def candidates_for(subjects: Sequence[SubjectData]) -> tuple[str, ...]:
+    """Candidate models for `model="auto"`: growth models, or treatment models if treated."""
+    treated = any(not s.schedule.is_empty for s in subjects)
+    return TREATMENT_CANDIDATES if treated else GROWTH_CANDIDATES
+
+
+def predict(
+    history: Any,
+    targets: pd.DataFrame,
+    *,
+    model: str = "auto",
+    level: float = 0.9,
+    reference: Any | None = None,
+    seed: int = 0,
+    method: str = "nuts",
+    candidates: Sequence[str] | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    targets_source: str = "targets",
+    **calibration: Any,
+) -> PredictResult:
+    """Forecast each target row from each subject's history.
+
+    Args:
+        history: PatientData with the subjects' observations and treatment rows.
+        targets: DataFrame with `id` and `time` (days).
+        model: a model name, or "auto" to compare candidates by PSIS-LOO and stack them.
+        level: central prediction interval level, in (0, 1).
+        reference: optional PatientData of a reference cohort, used only to build priors.
+        seed: random seed (calibration and forecast draws).
+        method: "nuts" or "laplace" for the final calibration. With "auto", candidates are
+            screened by Laplace (PSIS-LOO on importance-resampled Laplace draws) and the
+            models kept in the stack are recalibrated with `method`.
+        candidates: models to compare for "auto" (default: :func:`candidates_for`).
+        progress: ``progress(label, total)`` returns a callback advanced once per subject.
+        targets_source: name of the targets file, for error messages.
+        **calibration: passed to :func:`calibrate_subjects` (chains, draws, warmup, ...).
+
+    Returns:
+        :class:`PredictResult`; `table` has one row per target row: id, time, median, lo, hi.
+
+    Raises:
+        DataError: a target subject has no history.
+        ModelError: unknown model or bad level.
+    """
+    if not 0 < level < 1:
+        raise ModelError(f"level must be in (0, 1), got {level}")
+    known = set(history.ids)
+    for i, ident in enumerate(targets["id"]):
+        if ident not in known:
+            raise DataError(
+                f"subject {ident!r} has no history", file=targets_source, row=i + 2, column="id"
+            )
+    ids = list(dict.fromkeys(targets["id"]))
+    subjects = subjects_from(history, ids=ids)
+    ref_subjects = subjects_from(reference) if reference is not None else None
+
+    def fit(name: str, how: str) -> list[Posterior]:
+        prior = reference_prior(name, ref_subjects, seed=seed) if ref_subjects else None
+        tick = progress(f"{name} ({how})", len(subjects)) if progress else None
+        return calibrate_subjects(
+            name, subjects, method=how, prior=prior, seed=seed, progress=tick, **calibration
+        )
+
+    comparison = None
+    if model == "auto":
+        names = list(candidates or candidates_for(subjects))
+        for n in names:
+            get_model(n)
+        screened = {n: fit(n, AUTO_SELECTION_METHOD) for n in names}
+        comparison = compare(screened)
+        kept = {n: w for n, w in comparison.weights.items() if w >= MIN_WEIGHT} or {
+            comparison.best: 1.0
+        }
+        total = sum(kept.values())
+        weights = {n: w / total for n, w in kept.items()}
+        posteriors = {
+            n: (screened[n] if method == AUTO_SELECTION_METHOD else fit(n, method)) for n in weights
+        }
+        twins = stacked_twins(subjects, posteriors, weights, history.version)
+    else:
+        get_model(model)
+        weights = {model: 1.0}
+        posts = fit(model, method)
+        twins = [
+            DigitalTwin(s, [p], data_version=history.version)
+            for s, p in zip(subjects, posts, strict=True)
+        ]
+
+    rows = []
+    warnings = []
+    by_id = {t.subject.id: t for t in twins}
+    for ident, group in targets.groupby("id", sort=False):
+        fc = by_id[ident].forecast(group["time"].to_numpy(float), seed=seed)
+        lo, hi = fc.interval(level)
+        order = np.argsort(np.argsort(group["time"].to_numpy(float), kind="stable"), kind="stable")
+        rows.append(
+            pd.DataFrame(
+                {
+                    "id": ident,
+                    "time": group["time"].to_numpy(float),
+                    "median": fc.median[order],
+                    "lo": lo[order],
+                    "hi": hi[order],
+                },
+                index=group.index,
+            )  # fmt: skip
+        )
+        if fc.warning:
+            warnings.append(fc.warning)
+    table = pd.concat(rows).loc[targets.index].reset_index(drop=True)
+    return PredictResult(table, by_id, weights, comparison, warnings)
