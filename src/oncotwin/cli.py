@@ -156,6 +156,229 @@ def predict(
         err.print(f"[bold yellow]warning:[/] {w}", highlight=False)
 
 
+DbOption = Annotated[
+    str | None,
+    typer.Option(
+        "--db", envvar="ONCOTWIN_DB", help="Database URL or SQLite file (default: user data dir)."
+    ),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+twin_app = typer.Typer(
+    help="Create, inspect and list versions of patients' twins.", no_args_is_help=True
+)
+app.add_typer(twin_app, name="twin")
+
+
+def _store(db: str | None) -> Any:
+    from .store import Store
+
+    return Store(db)
+
+
+def _emit(obj: Any) -> None:
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.command()
+def ingest(
+    source: Annotated[
+        str, typer.Argument(help="Event-table file (CSV/NONMEM) or a shipped data set name.")
+    ],
+    db: DbOption = None,
+    time_unit: Annotated[str, typer.Option(help="Time unit of the file.")] = "day",
+    as_json: JsonOption = False,
+) -> None:
+    """Ingest events into the database in one transaction (a bad file changes nothing)."""
+    with _input_errors():
+        from .workflow import ingest as run_ingest
+
+        with _store(db) as store:
+            res = run_ingest(store, source, time_unit=time_unit)
+    if as_json:
+        _emit(res.__dict__)
+    else:
+        _console().print(
+            f"ingested {res.n_inserted} rows ({res.n_skipped} already present) for {res.n_patients} patients "
+            f"({len(res.new_patients)} new); data version {res.data_version}"
+        )
+
+
+@app.command()
+def patients(db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List the patients in the database."""
+    with _store(db) as store:
+        rows = store.patients()
+    if as_json:
+        _emit([r.__dict__ for r in rows])
+        return
+    from rich.table import Table
+
+    table = Table(title=f"{len(rows)} patients")
+    for col in ("id", "observations", "doses", "days", "twin versions", "source"):
+        table.add_column(col)
+    for r in rows:
+        span = f"{r.first_time:g}–{r.last_time:g}" if r.first_time is not None else ""
+        table.add_row(
+            r.id, str(r.n_observations), str(r.n_doses), span, str(r.n_twins), r.source or ""
+        )
+    _console().print(table)
+
+
+def _twin_summary(record: Any) -> dict[str, Any]:
+    return {
+        "patient": record.patient_id, "version": record.version, "model": record.model, "method": record.method,
+        "created_at": record.created_at, "data_version": record.data_version, "data_as_of": record.data_as_of,
+        "converged": record.converged, "seed": record.seed, "oncotwin_version": record.oncotwin_version,
+        "parameters": record.summary, "diagnostics": record.diagnostics,
+    }  # fmt: skip
+
+
+def _print_twin(record: Any) -> None:
+    from rich.table import Table
+
+    con = _console()
+    status = "[green]converged[/]" if record.converged else "[bold red]NOT CONVERGED[/]"
+    con.print(
+        f"[bold]{record.patient_id}[/] twin v{record.version}: {record.model} ({record.method}), {status}"
+    )
+    for problem in record.diagnostics.get("problems", []):
+        con.print(f"  [red]- {problem}[/]")
+    table = Table("parameter", "median", "90% interval")
+    for name, s in record.summary.items():
+        table.add_row(name, f"{s['median']:.4g}", f"{s['lo']:.4g} – {s['hi']:.4g}")
+    con.print(table)
+    con.print(
+        f"data version {record.data_version} as of {record.data_as_of:%Y-%m-%d %H:%M} UTC; seed {record.seed}"
+    )
+
+
+@twin_app.command("create")
+def twin_create(
+    patient: Annotated[list[str], typer.Argument(help="Patient id(s); 'all' for every patient.")],
+    db: DbOption = None,
+    model: Annotated[
+        str, typer.Option(help="Model name, or 'auto' (PSIS-LOO per patient).")
+    ] = "gompertz",
+    method: Annotated[str, typer.Option(help="'nuts' (default) or 'laplace'.")] = "nuts",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Calibrate a new twin version for each patient on all data known now."""
+    import warnings
+
+    from .errors import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
+    with _input_errors(), _store(db) as store:
+        from .workflow import build_cohort, create_twin
+
+        ids = [r.id for r in store.patients()] if patient == ["all"] else patient
+        with _progress() as progress:
+            if model == "auto":
+                tick = progress("calibrating", len(ids))
+                records = []
+                for pid in ids:
+                    records.append(
+                        create_twin(store, pid, model="auto", method=method, seed=seed)[0]
+                    )
+                    tick(1)
+            else:
+                done = build_cohort(store, ids, model=model, method=method, seed=seed,
+                                    progress=progress("calibrating", len(ids)))  # fmt: skip
+                records = [r for r, _ in done]
+    if as_json:
+        _emit([_twin_summary(r) for r in records])
+    else:
+        for r in records:
+            _print_twin(r)
+
+
+@twin_app.command("show")
+def twin_show(
+    patient: str,
+    db: DbOption = None,
+    version: Annotated[int | None, typer.Option(help="Twin version (default latest).")] = None,
+    as_of: Annotated[
+        str | None, typer.Option(help="Latest version created at or before this ISO date/time.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Show a twin version: model, parameter posteriors, diagnostics, provenance."""
+    from datetime import datetime
+
+    with _input_errors(), _store(db) as store:
+        when = datetime.fromisoformat(as_of) if as_of else None
+        record = store.twin(patient, version, as_of=when)
+    _emit(_twin_summary(record)) if as_json else _print_twin(record)
+
+
+@twin_app.command("history")
+def twin_history(patient: str, db: DbOption = None, as_json: JsonOption = False) -> None:
+    """List every version of a patient's twin."""
+    with _input_errors(), _store(db) as store:
+        records = store.twin_history(patient)
+    if as_json:
+        _emit([_twin_summary(r) for r in records])
+        return
+    from rich.table import Table
+
+    table = Table("version", "created (UTC)", "model", "method", "data version", "converged")
+    for r in records:
+        table.add_row(str(r.version), f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.model, r.method, r.data_version,
+                      "yes" if r.converged else "[red]NO[/]")  # fmt: skip
+    _console().print(table)
+
+
+@app.command()
+def forecast(
+    patient: str,
+    db: DbOption = None,
+    schedule: Annotated[
+        Path | None, typer.Option(help="Treatment plan (YAML/JSON) from the last observation on.")
+    ] = None,
+    until: Annotated[
+        float | None,
+        typer.Option(help="Forecast horizon, days (default: past the last observation)."),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Forecast a patient's latest twin under the recorded schedule or a new one (with 50%/90% intervals)."""
+    with _input_errors(), _store(db) as store:
+        from .schedule import Schedule
+        from .workflow import Scenario, forecast_and_save, horizon, load_twin
+
+        twin, record = load_twin(store, patient)
+        end = until if until is not None else horizon(twin)
+        scenario = (
+            Scenario(str(schedule), Schedule.from_file(schedule))
+            if schedule
+            else Scenario("recorded", None)
+        )
+        fc = forecast_and_save(store, twin, record, scenario, end, seed=seed)
+    table = fc.to_frame()
+    table = table[table["time"] >= twin.subject.last_time]
+    if as_json:
+        _emit({"patient": patient, "twin_version": record.version, "schedule": scenario.name, "unit": fc.unit,
+               "warning": fc.warning, "forecast": table.to_dict(orient="records")})  # fmt: skip
+        return
+    from rich.table import Table
+
+    con = _console()
+    if fc.warning:
+        con.print(f"[bold red]WARNING: {fc.warning}[/]", highlight=False)
+    out = Table("day", f"median ({fc.unit})", "50% interval", "90% interval",
+                title=f"{patient} twin v{record.version}: {scenario.name}")  # fmt: skip
+    for r in table.iloc[:: max(1, len(table) // 12)].itertuples():
+        out.add_row(
+            f"{r.time:.1f}",
+            f"{r.median:.4g}",
+            f"{r.lo_50:.4g} – {r.hi_50:.4g}",
+            f"{r.lo_90:.4g} – {r.hi_90:.4g}",
+        )
+    con.print(out)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="oncotwin")
 

@@ -18,11 +18,12 @@ MISSING = DASH
 _SUPERSCRIPT = str.maketrans("0123456789-", "⁰¹²³⁴⁵⁶⁷⁸⁹⁻")
 
 
-def fmt_num(x: Any, sig: int = 3, *, group: bool = True) -> str:
+def fmt_num(x: Any, sig: int = 3, *, group: bool = True, trim: bool = False) -> str:
     """`x` rounded to `sig` significant figures, with thin-space thousands separators.
 
     Very small or very large magnitudes (< 0.001 or >= 1e9) use "1.23 × 10⁻⁵". None and NaN
-    give an en dash.
+    give an en dash. `trim` drops trailing zeros (for exact values such as doses: "50", not
+    "50.0").
     """
     if x is None:
         return MISSING
@@ -51,6 +52,8 @@ def fmt_num(x: Any, sig: int = 3, *, group: bool = True) -> str:
         decimals -= 1
         r = round(a, decimals)
     text = f"{r:,.{max(decimals, 0)}f}"
+    if trim and "." in text:
+        text = text.rstrip("0").rstrip(".")
     text = text.replace(",", THIN if group else "")
     return sign + text
 
@@ -64,7 +67,7 @@ def fmt_int(x: Any) -> str:
 
 
 def fmt_interval(lo: Any, hi: Any, sig: int = 3) -> str:
-    """"900–1 700" (an en dash; " to " when a bound is negative)."""
+    """ "900–1 700" (an en dash; " to " when a bound is negative)."""
     a, b = fmt_num(lo, sig), fmt_num(hi, sig)
     joiner = " to " if a.startswith(MINUS) or b.startswith(MINUS) else DASH
     return f"{a}{joiner}{b}"
@@ -86,16 +89,32 @@ def fmt_days(d: Any) -> str:
     return f"{text} day" if text == "1" else f"{text} days"
 
 
-def fmt_pct(p: Any) -> str:
-    """A probability (0-1) as a percentage: "93%", "<1%", ">99%"."""
+def fmt_pct(p: Any, *, estimate: bool = False) -> str:
+    """A probability (0-1) as a percentage: "93%", "<1%", ">99%".
+
+    `estimate`: `p` is a Monte Carlo estimate, so 0 and 1 print as "<1%" and ">99%" (a
+    finite number of draws cannot show certainty).
+    """
     v = float(p)
     if not math.isfinite(v):
         return MISSING
-    if 0 < v < 0.01:
+    if 0 < v < 0.01 or (estimate and v == 0):
         return "<1%"
-    if 0.99 < v < 1:
+    if 0.99 < v < 1 or (estimate and v == 1):
         return ">99%"
     return f"{round(100 * v)}%"
+
+
+def fmt_change(ratio: Any) -> str:
+    """A ratio to a reference value in words: "2.5 times", "40% smaller", "about the same"."""
+    r = float(ratio)
+    if not math.isfinite(r) or r < 0:
+        return MISSING
+    if 0.95 <= r <= 1.05:
+        return "about the same as"
+    if r > 1:
+        return f"{fmt_num(r, 2, trim=True)} times"
+    return f"{fmt_num(100 * (1 - r), 2, trim=True)}% smaller than"
 
 
 def fmt_level(level: float) -> str:
@@ -147,6 +166,6 @@ def pretty_unit(unit: str | None, data_unit: str | None = None) -> str:
 
 
 def with_unit(value: str, unit: str | None) -> str:
-    """"1 230 mm³" (no space or unit for dimensionless quantities)."""
+    """ "1 230 mm³" (no space or unit for dimensionless quantities)."""
     u = pretty_unit(unit)
     return f"{value} {u}" if u else value

@@ -202,10 +202,12 @@ def forecast_figure(
     if not fcs:
         raise ValueError("forecast_figure needs at least one forecast")
     n = len(fcs)
-    ncols = 1 if n == 1 else (2 if n in (2, 4) else 3)
+    # Up to three schedules stack vertically on one time axis, wide enough to read on a
+    # screen at a tumour board; more go two to a row.
+    ncols = 1 if n <= 3 else 2
     nrows = math.ceil(n / ncols)
-    width = 9.5 if n == 1 else 5.2 * ncols
-    fig = _figure(width, 4.6 * nrows + 0.7)
+    width = 10.0 if ncols == 1 else 6.2 * ncols
+    fig = _figure(width, (4.6 if n == 1 else 3.3) * nrows + 0.8)
     axes = fig.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False).ravel()
     for ax in axes[n:]:
         ax.set_visible(False)
@@ -252,6 +254,7 @@ def forecast_figure(
         axes[0].set_yscale("log")
     else:
         axes[0].set_ylim(bottom=0)
+    axes[0].yaxis.set_major_formatter(_tick_formatter())
     _figure_legend(fig, axes[:n])
     return fig
 
@@ -292,7 +295,6 @@ def posterior_figure(posterior: Posterior, *, data_unit: str | None = None) -> F
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax in axes[len(names) :]:
         ax.set_visible(False)
-    rng = np.random.default_rng(0)
     for ax, name in zip(axes, names, strict=False):
         d = np.asarray(posterior.params[name], float).ravel()
         d = d[np.isfinite(d)]
@@ -306,11 +308,10 @@ def posterior_figure(posterior: Posterior, *, data_unit: str | None = None) -> F
         ax.hist(d, bins=40, range=rng_x, density=True, color="#0072B2", alpha=0.75)
         ax.axvspan(q05, q95, color="#0072B2", alpha=0.10, lw=0)
         ax.axvline(q50, color="#111111", lw=1.3)
-        prior = _prior_draws(posterior, name, rng)
+        grid = np.linspace(*rng_x, 200)
+        prior = _prior_density(posterior, name, grid)
         if prior is not None:
-            ax.hist(
-                prior, bins=40, range=rng_x, density=True, histtype="step", color="#999999", lw=1
-            )
+            ax.plot(grid, prior, color="#777777", lw=1.2)
         spec = specs.get(name)
         unit = pretty_unit(spec.unit, data_unit) if spec is not None else ""
         ax.set_title(name, fontsize=10, loc="left")
@@ -319,7 +320,7 @@ def posterior_figure(posterior: Posterior, *, data_unit: str | None = None) -> F
         ax.tick_params(labelsize=8)
         ax.set_xlim(*rng_x)
     fig.suptitle(
-        "Posterior (blue), 90% credible interval (shaded), median (line), prior (grey outline)",
+        "Posterior draws (blue bars), 90% credible interval (shaded), median (black line), prior (grey curve)",
         fontsize=9,
     )
     return fig
@@ -342,15 +343,25 @@ def _param_specs(posterior: Posterior) -> dict[str, Any]:
     return specs
 
 
-def _prior_draws(posterior: Posterior, name: str, rng: np.random.Generator) -> np.ndarray | None:
-    """Draws of one parameter's prior on its natural scale (None if it cannot be built)."""
+def _prior_density(posterior: Posterior, name: str, grid: np.ndarray) -> np.ndarray | None:
+    """Prior density of one parameter on its natural scale at `grid` (None if unavailable).
+
+    The prior is Normal on the unconstrained value z(x); its density in x is
+    N(z(x)) |dz/dx| (change of variables), evaluated numerically."""
     prior = posterior.prior
     spec = _param_specs(posterior).get(name)
     if spec is None or name not in prior.names:
         return None
     i = list(prior.names).index(name)
-    z = rng.normal(prior.loc[i], prior.scale[i], 4000)
-    return np.asarray(spec.constrain(z, posterior.ref), float)
+    with np.errstate(all="ignore"):
+        z = np.asarray(spec.unconstrain(grid, posterior.ref), float)
+        dz = np.abs(np.gradient(z, grid))
+        pdf = np.exp(-0.5 * ((z - prior.loc[i]) / prior.scale[i]) ** 2) / (
+            prior.scale[i] * math.sqrt(2 * math.pi)
+        )
+        out = pdf * dz
+    out[~np.isfinite(out)] = np.nan
+    return out
 
 
 def cohort_figure(
@@ -407,4 +418,4 @@ def cohort_figure(
 def _tick_formatter() -> Any:
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda v, _pos: fmt_num(v, 3) if v > 0 else "0")
+    return FuncFormatter(lambda v, _pos: fmt_num(v, 3, trim=True) if v > 0 else "0")

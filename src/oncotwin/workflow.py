@@ -1,0 +1,254 @@
+"""Persistent twins: ingest, calibrate and version, reload and forecast, against a Store.
+
+The CLI (and later the service) call these functions; they hold no science of their own.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .data import PatientData, read_events
+from .data.datasets import DATASETS
+from .data.datasets import load as load_dataset
+from .errors import DataError, NotFoundError
+from .inference.calibrate import calibrate_subjects
+from .inference.compare import compare
+from .inference.posterior import Diagnostics, Posterior
+from .inference.priors import Prior
+from .inference.problem import SubjectData
+from .models import get_model
+from .observe import get_error_model
+from .predict import candidates_for
+from .schedule import Dose, Schedule
+from .store import IngestResult, Store, TwinRecord
+from .twin import DigitalTwin, Forecast
+
+FORECAST_POINTS = 60
+
+
+def ingest(store: Store, source: str, *, time_unit: str = "day") -> IngestResult:
+    """Ingest an event-table file, or a shipped data set by name, in one transaction."""
+    if source in DATASETS:
+        return store.ingest(load_dataset(source), source=f"dataset:{source}")
+    path = Path(source)
+    if not path.exists():
+        raise DataError(
+            f"no such file, and not a shipped data set (known: {', '.join(DATASETS)})", file=source
+        )
+    return store.ingest(read_events(path, time_unit=time_unit), source=str(path))
+
+
+def patient_data(store: Store, patient_id: str, as_of: datetime | None = None) -> PatientData:
+    """A patient's events from the store, as PatientData (what was known at `as_of`)."""
+    events = store.events(patient_id, as_of=as_of)
+    return PatientData.from_frame(events, source=f"store:{patient_id}")
+
+
+def create_twin(
+    store: Store,
+    patient_id: str,
+    *,
+    model: str = "gompertz",
+    method: str = "nuts",
+    seed: int = 0,
+    prior: Prior | None = None,
+    **calibration: Any,
+) -> tuple[TwinRecord, Posterior]:
+    """Calibrate a new twin version of `patient_id` on everything the store knows now.
+
+    `model="auto"` screens the candidate models by PSIS-LOO on this patient (Laplace) and
+    calibrates the best with `method`. The record keeps draws, diagnostics, prior, settings
+    and the data version; earlier versions are never changed.
+    """
+    as_of = datetime.now(UTC)
+    data = patient_data(store, patient_id, as_of)
+    subject = SubjectData.from_events(patient_id, data.events)
+    comparison = None
+    if model == "auto":
+        candidates = candidates_for([subject])
+        screened = {
+            m: calibrate_subjects(m, [subject], method="laplace", seed=seed) for m in candidates
+        }
+        comparison = compare(screened)
+        model = comparison.best
+    post = calibrate_subjects(
+        model, [subject], method=method, seed=seed, prior=prior, **calibration
+    )[0]
+    record = _save(store, subject, data.version, post, as_of, comparison)
+    return record, post
+
+
+def posterior_from_record(record: TwinRecord) -> Posterior:
+    """Rebuild a :class:`Posterior` from a stored twin version."""
+    if record.draws is None:
+        raise NotFoundError(f"twin {record.patient_id} v{record.version} was loaded without draws")
+    s = record.settings
+    prior_d = s["prior"]["unconstrained_normal"]
+    names = tuple(s["names"])
+    prior = Prior(names, np.array([prior_d[n][0] for n in names]), np.array([prior_d[n][1] for n in names]),
+                  s["prior"]["source"])  # fmt: skip
+    d = record.diagnostics
+    nan = float("nan")
+    diagnostics = Diagnostics(
+        method=d["method"], rhat_max=d.get("rhat_max") or nan, ess_bulk_min=d.get("ess_bulk_min") or nan,
+        ess_tail_min=d.get("ess_tail_min") or nan, divergences=int(d.get("divergences") or 0),
+        chains=int(d.get("chains") or 1), optimizer_converged=bool(d.get("optimizer_converged", True)),
+        pareto_k=d.get("pareto_k") if d.get("pareto_k") is not None else nan,
+    )  # fmt: skip
+    params = {k.split(":", 1)[1]: v for k, v in record.draws.items() if k.startswith("param:")}
+    return Posterior(
+        subject=record.patient_id, model=record.model, error_model=s["error_model"], names=names,
+        z=record.draws["z"], params=params, log_lik=record.draws["log_lik"], t0=float(s["t0"]),
+        ref=float(s["ref"]), diagnostics=diagnostics, prior=prior, method=record.method,
+        seed=record.seed, settings=s,
+    )  # fmt: skip
+
+
+def load_twin(
+    store: Store, patient_id: str, version: int | None = None, *, as_of: datetime | None = None
+) -> tuple[DigitalTwin, TwinRecord]:
+    """The stored twin (latest, a version, or the latest at `as_of`) with the data it was built on."""
+    record = store.twin(patient_id, version, as_of=as_of)
+    data = patient_data(store, patient_id, record.data_as_of)
+    subject = SubjectData.from_events(patient_id, data.events, record.settings.get("kind"))
+    (
+        get_model(record.model),
+        get_error_model(record.settings["error_model"]),
+    )  # fail early if unknown
+    return DigitalTwin(
+        subject, [posterior_from_record(record)], data_version=record.data_version
+    ), record
+
+
+def continue_schedule(schedule: Schedule, until: float) -> Schedule:
+    """The recorded schedule with each dosed agent continued at its last interval until `until`."""
+    extra = []
+    for agent in {d.agent for d in schedule.doses}:
+        doses = [d for d in schedule.doses if d.agent == agent]
+        if len(doses) < 2:
+            continue
+        last, interval = doses[-1], doses[-1].time - doses[-2].time
+        if interval <= 0:
+            continue
+        n = int(math.floor((until - last.time) / interval))
+        extra += [
+            Dose(last.time + (i + 1) * interval, last.amount, agent, last.duration, last.unit)
+            for i in range(n)
+        ]
+    return Schedule(schedule.doses + tuple(extra), schedule.switches, schedule.half_life)
+
+
+def horizon(twin: DigitalTwin) -> float:
+    """Default forecast horizon: half the observed follow-up (at least 14 days) past the last observation."""
+    s = twin.subject
+    return s.last_time + max(14.0, 0.5 * (s.last_time - s.t0))
+
+
+def forecast_grid(twin: DigitalTwin, until: float) -> np.ndarray:
+    """Times from the first observation to `until`, FORECAST_POINTS points plus the observation times."""
+    grid = np.linspace(twin.subject.t0, until, FORECAST_POINTS)
+    return np.unique(np.concatenate([grid, twin.subject.times]))
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """A named treatment plan from the last observation on (None: the recorded plan)."""
+
+    name: str
+    schedule: Schedule | None
+
+
+def scenarios(twin: DigitalTwin, until: float, extra: Sequence[Scenario] = ()) -> list[Scenario]:
+    """The recorded plan and, for treated patients, "continue" and "stop treatment" alternatives."""
+    recorded = twin.subject.schedule
+    if recorded.is_empty:
+        return [Scenario("no treatment", None), *extra]
+    return [
+        Scenario("continue current schedule", continue_schedule(recorded, until)),
+        Scenario("stop treatment", Schedule(half_life=recorded.half_life)),
+        *extra,
+    ]
+
+
+def forecast_and_save(
+    store: Store,
+    twin: DigitalTwin,
+    record: TwinRecord,
+    scenario: Scenario,
+    until: float,
+    *,
+    seed: int = 0,
+) -> Forecast:
+    """Forecast under `scenario` and store it with the twin version."""
+    fc = twin.forecast(forecast_grid(twin, until), scenario.schedule, seed=seed)
+    lo50, hi50 = fc.interval(0.5)
+    lo90, hi90 = fc.interval(0.9)
+    payload = {
+        "times": fc.times.tolist(), "median": fc.median.tolist(), "lo50": lo50.tolist(), "hi50": hi50.tolist(),
+        "lo90": lo90.tolist(), "hi90": hi90.tolist(), "kind": fc.kind, "unit": fc.unit, "warning": fc.warning,
+        "provenance": fc.provenance,
+    }  # fmt: skip
+    store.save_forecast(record.id, schedule_name=scenario.name, schedule=fc.schedule.to_dict(), payload=payload,
+                        seed=seed)  # fmt: skip
+    return fc
+
+
+def build_cohort(
+    store: Store,
+    patient_ids: Sequence[str],
+    *,
+    model: str,
+    method: str = "nuts",
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+    **calibration: Any,
+) -> list[tuple[TwinRecord, Posterior]]:
+    """Create a twin version for each patient (one calibration call: compiled once, vmapped MAP)."""
+    as_of = datetime.now(UTC)
+    datas = [patient_data(store, pid, as_of) for pid in patient_ids]
+    subjects = [
+        SubjectData.from_events(pid, d.events) for pid, d in zip(patient_ids, datas, strict=True)
+    ]
+    posts = calibrate_subjects(
+        model, subjects, method=method, seed=seed, progress=progress, **calibration
+    )
+    return [
+        (_save(store, subject, data.version, post, as_of), post)
+        for data, subject, post in zip(datas, subjects, posts, strict=True)
+    ]
+
+
+def _save(
+    store: Store, subject: SubjectData, data_version: str, post: Posterior, as_of: datetime,
+    comparison: Any = None,
+) -> TwinRecord:  # fmt: skip
+    """Store a calibrated posterior as the next twin version of its patient."""
+    settings = {
+        **post.settings,
+        "names": list(post.names),
+        "error_model": post.error_model,
+        "prior": post.prior.to_dict(),
+        "t0": post.t0,
+        "ref": post.ref,
+        "kind": subject.kind,
+        "unit": subject.unit,
+        "comparison": comparison.table.to_dict(orient="records") if comparison else None,
+    }
+    draws = {
+        "z": post.z,
+        "log_lik": post.log_lik,
+        **{f"param:{k}": v for k, v in post.params.items()},
+    }
+    return store.save_twin(
+        subject.id, model=post.model, method=post.method, draws=draws, summary=post.summary(),
+        diagnostics=post.diagnostics.to_dict(), settings=settings, converged=post.converged,
+        data_version=data_version, data_as_of=as_of, seed=post.seed, oncotwin_version=__version__,
+    )  # fmt: skip
