@@ -379,6 +379,93 @@ def forecast(
     con.print(out)
 
 
+@app.command()
+def report(
+    patient: Annotated[str | None, typer.Argument(help="Patient id (omit with --cohort).")] = None,
+    cohort: Annotated[
+        bool, typer.Option("--cohort", help="One page per patient with a twin, plus a cohort page.")
+    ] = False,
+    out: Annotated[Path, typer.Option(help="Output file (patient) or folder (cohort).")] = Path(
+        "oncotwin-report"
+    ),
+    db: DbOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the forecasts.")] = 0,
+) -> None:
+    """Write self-contained HTML reports from the latest twins (forecasts under each scenario)."""
+    if (patient is None) == (not cohort):
+        _console(stderr=True).print("[bold red]error:[/] give a patient id or --cohort (not both)")
+        raise typer.Exit(2)
+    with _input_errors(), _store(db) as store:
+        from .report import CohortEntry, patient_filename, write_cohort_report, write_patient_report
+        from .workflow import forecast_and_save, horizon, load_twin, scenarios
+
+        ids = [r.id for r in store.patients() if r.n_twins] if cohort else [patient]
+        folder = out if cohort else out.parent
+        entries, forecasts, subjects = [], {}, {}
+        for pid in ids:
+            twin, record = load_twin(store, pid)
+            until = horizon(twin)
+            fcs = {
+                sc.name: forecast_and_save(store, twin, record, sc, until, seed=seed)
+                for sc in scenarios(twin, until)
+            }
+            path = (
+                folder / patient_filename(pid)
+                if cohort
+                else (out if out.suffix == ".html" else out.with_suffix(".html"))
+            )
+            history = [{"version": r.version, "created": r.created_at, "model": r.model,
+                        "data version": r.data_version, "converged": r.converged} for r in store.twin_history(pid)]  # fmt: skip
+            write_patient_report(
+                path, twin, fcs, history=history, provenance={"twin version": record.version}
+            )
+            first = next(iter(fcs.values()))
+            entries.append(CohortEntry.from_forecast(twin, first, link=patient_filename(pid)))
+            forecasts[pid], subjects[pid] = first, twin.subject
+        if cohort:
+            path = folder / "report.html"
+            write_cohort_report(path, entries, forecasts=forecasts, subjects=subjects)
+    _console().print(f"report written: {path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("oncotwin-demo"),
+    quick: Annotated[
+        bool, typer.Option("--quick", help="A few patients and a short sampler run (CI).")
+    ] = False,
+    db: Annotated[
+        str | None, typer.Option("--db", help="Database URL (default: OUT/demo.db).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The main job: ingest shipped real data, build twins, forecast, write report.html and summary.json."""
+    import time
+
+    from .demo import run_demo
+
+    start = time.perf_counter()
+    with _progress() as progress:
+        result = run_demo(out, db=db, quick=quick, seed=seed, progress=progress)
+    from rich.table import Table
+
+    table = Table(
+        "patient", "model", "last obs", "forecast at horizon (90% interval)", "calibration"
+    )
+    for p in result["patients"]:
+        name, f = next(iter(p["forecast_at_horizon"].items()))
+        last = p["last_observation"]
+        ok = "ok" if p["diagnostics"]["converged"] else "[bold red]NOT CONVERGED[/]"
+        table.add_row(p["patient"], p["model"], f"day {last['time']:g}: {last['value']:.4g} {p['unit']}",
+                      f"day {f['time']:.0f}: {f['median']:.4g} ({f['lo90']:.4g}–{f['hi90']:.4g}) [{name}]", ok)  # fmt: skip
+    con = _console()
+    con.print(table)
+    con.print(
+        f"report: {(out / 'report.html').resolve()}\nsummary: {(out / 'summary.json').resolve()}"
+    )
+    con.print(f"done in {time.perf_counter() - start:.0f} s")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app(prog_name="oncotwin")
 

@@ -8,8 +8,9 @@ J Pharmacokinet Pharmacodyn 2007;34:57-85) plus on/off indicators:
          + sum over agents on_agent(t)
 
 with ``g(s) = exp(-k s)`` for a bolus and the matching infusion profile for ``dur > 0``, where
-``k = ln 2 / half_life[agent]``. ``reference[agent]`` (default: the largest dose of that agent)
-is kept by the twin, so a forecast under a doubled dose sees twice the exposure.
+``k = ln 2 / half_life[agent]`` (given, else KNOWN_HALF_LIVES, else 1 day).
+``reference[agent]`` (default: the largest dose of that agent) is kept by the twin, so a
+forecast under a doubled dose sees twice the exposure.
 Dose times, infusion ends and switches are the jump times the ODE solver must stop at.
 """
 
@@ -28,6 +29,11 @@ import pandas as pd
 from .errors import ScheduleError
 
 DEFAULT_HALF_LIFE = 1.0  # days; effect-compartment half-life when an agent has none given
+# Terminal elimination half-lives (days) used when a schedule gives none for these agents.
+KNOWN_HALF_LIVES = {
+    "pembrolizumab": 22.0,  # KEYTRUDA (pembrolizumab) prescribing information, section 12.3
+    "docetaxel": 0.5,  # TAXOTERE prescribing information, 12.3: terminal half-life 11.1 h
+}
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,10 @@ class Schedule:
         """Agents named by doses or switches, sorted."""
         return tuple(sorted({d.agent for d in self.doses} | {s.agent for s in self.switches}))
 
+    def half_life_of(self, agent: str) -> float:
+        """Effect-compartment half-life of `agent`, days (given, known, or the default)."""
+        return self.half_life.get(agent, KNOWN_HALF_LIVES.get(agent.lower(), DEFAULT_HALF_LIFE))
+
     def reference_amounts(self) -> dict[str, float]:
         """Largest dose of each agent: the exposure unit of that agent."""
         ref: dict[str, float] = {}
@@ -276,7 +286,7 @@ class Schedule:
         dose = np.zeros((4, nd))
         dose[3] = math.log(2.0) / DEFAULT_HALF_LIFE
         for i, d in enumerate(self.doses):
-            k = math.log(2.0) / self.half_life.get(d.agent, DEFAULT_HALF_LIFE)
+            k = math.log(2.0) / self.half_life_of(d.agent)
             dose[:, i] = (d.time, d.amount / ref.get(d.agent, 1.0), d.duration, k)
         sw = np.zeros((2, ns))
         last: dict[str, bool] = {}

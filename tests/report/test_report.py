@@ -197,7 +197,7 @@ def _parse(page: str) -> _Checker:
 
 def _text(page: str) -> str:
     """The visible text of the page's body, whitespace collapsed."""
-    return re.sub(r"\s+", " ", "".join(_parse(page).text))
+    return re.sub(r"[ \t\r\n]+", " ", "".join(_parse(page).text))  # keeps U+202F
 
 
 def _assert_self_contained(page: str) -> None:
@@ -244,9 +244,10 @@ def test_patient_report_content(untreated: tuple[DigitalTwin, dict]) -> None:
     f = forecasts["current schedule"]
     lo, hi = f.interval(0.9)
     assert f"Forecast at {fmt_day(f.times[-1])} (current schedule): " in text
-    assert f"{fmt_num(f.median[-1])} mm³ (90% interval {fmt_interval(lo[-1], hi[-1])})" in text
+    assert f"{fmt_num(f.median[-1])}\u00a0mm³ (90% interval {fmt_interval(lo[-1], hi[-1])})" in text
     assert (
-        f"currently {fmt_num(twin.subject.y[-1])} mm³ at {fmt_day(twin.subject.last_time)}" in text
+        f"currently {fmt_num(twin.subject.y[-1])}\u00a0mm³ at {fmt_day(twin.subject.last_time)}"
+        in text
     )
     # Parameters, diagnostics, comparison, provenance.
     for name, q in twin.posterior.summary(0.9).items():
@@ -255,6 +256,7 @@ def test_patient_report_content(untreated: tuple[DigitalTwin, dict]) -> None:
     assert "Preferred model: Gompertz" in text and "meaningful difference" in text
     assert "Provenance" in text and "oncotwin version" in text and "seed" in text
     assert 'id="calibration-warning"' not in page and "DID NOT CONVERGE" not in text
+    assert 'href="#comparison"' in page and 'href="#history"' not in page  # contents: present only
     checker = _parse(page)
     assert checker.tables >= 3 and checker.ths >= 10
     assert len(checker.imgs) == 2  # fan chart, posterior histograms
@@ -287,7 +289,7 @@ def test_treated_report_history_and_provenance(treated: tuple[DigitalTwin, dict]
     _assert_self_contained(page)
     for name, f in forecasts.items():
         lo, hi = f.interval(0.9)
-        assert f"({name}): {fmt_num(f.median[-1])} mm³ (90% interval" in text
+        assert f"({name}): {fmt_num(f.median[-1])}\u00a0mm³ (90% interval" in text
         assert fmt_interval(lo[-1], hi[-1]) in text
     assert "currently below the detection limit" in text
     assert "docetaxel 50 mg × 3 on days 14, 21, 28" in text  # treatment so far

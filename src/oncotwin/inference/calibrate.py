@@ -121,8 +121,9 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _mcmc(spec: Spec, chains: int, draws: int, warmup: int, target_accept: float) -> Any:
-    """A reusable NumPyro MCMC object (jit_model_args: compiled once per data shape)."""
+def _mcmc(spec: Spec, shapes: Any, chains: int, draws: int, warmup: int, target_accept: float) -> Any:
+    """A reusable NumPyro MCMC object per Spec and data `shapes` (NumPyro's compiled sampler,
+    with jit_model_args, is reused only for data of the shape it was first run with)."""
     from numpyro.infer import MCMC, NUTS
 
     kernel = NUTS(functools.partial(numpyro_model, spec), target_accept_prob=target_accept)
@@ -274,7 +275,8 @@ def _nuts(
         raise CalibrationError(
             f"subject {subject.id}: no finite starting point for {spec.model.name}"
         )
-    mcmc = _mcmc(spec, chains, draws, warmup, target_accept)
+    shapes = tuple(np.shape(x) for x in jax.tree.leaves(arrays))
+    mcmc = _mcmc(spec, shapes, chains, draws, warmup, target_accept)
     k_init, k_run = jax.random.split(key)
     init = z_map + 0.1 * np.asarray(prior.scale) * np.asarray(
         jax.random.normal(k_init, (chains, len(z_map)))

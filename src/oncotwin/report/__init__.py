@@ -10,15 +10,10 @@ Example::
     write_patient_report("P001.html", twin, {"current schedule": twin.forecast(times)})
 """
 
+from .cohort import CohortEntry, cohort_report, write_cohort_report
 from .format import fmt_day, fmt_interval, fmt_num, fmt_pct, pretty_unit
-from .html import (
-    CohortEntry,
-    cohort_report,
-    patient_filename,
-    patient_report,
-    write_cohort_report,
-    write_patient_report,
-)
+from .html import patient_filename
+from .patient import patient_report, write_patient_report
 from .plots import cohort_figure, figure_png, forecast_figure, posterior_figure
 
 __all__ = [

@@ -165,7 +165,11 @@ def pretty_unit(unit: str | None, data_unit: str | None = None) -> str:
     return u
 
 
+NBSP = "\u00a0"
+
+
 def with_unit(value: str, unit: str | None) -> str:
-    """ "1 230 mm³" (no space or unit for dimensionless quantities)."""
+    """`value` and its pretty unit joined by a no-break space, so the unit never wraps onto
+    the next line ("1 230 mm³"); nothing is added for dimensionless quantities."""
     u = pretty_unit(unit)
-    return f"{value} {u}" if u else value
+    return f"{value}{NBSP}{u}" if u else value

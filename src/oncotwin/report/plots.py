@@ -124,12 +124,12 @@ def _draw_observed(ax: Axes, subject: SubjectData, *, size: float = 28) -> None:
         ax.scatter(
             t[cens],
             y[cens],
-            s=size * 1.4,
+            s=size * 1.8,
             marker="v",
-            facecolors="none",
+            facecolors="white",  # open, and visible on top of the forecast band
+            zorder=6,
             edgecolors=OBSERVED_COLOUR,
-            linewidths=1.3,
-            zorder=5,
+            linewidths=1.4,
             label="below detection limit (drawn at the limit)",
         )
 
@@ -255,7 +255,7 @@ def forecast_figure(
     else:
         axes[0].set_ylim(bottom=0)
     axes[0].yaxis.set_major_formatter(_tick_formatter())
-    _figure_legend(fig, axes[:n])
+    _figure_legend(fig, list(axes[:n]))
     return fig
 
 
@@ -287,6 +287,8 @@ def _figure_legend(fig: Figure, axes: Sequence[Axes]) -> None:
 def posterior_figure(posterior: Posterior, *, data_unit: str | None = None) -> Figure:
     """Small histograms of the posterior draws of each parameter, with the median and 90%
     credible interval marked and the prior (light grey outline) for comparison."""
+    from matplotlib.ticker import MaxNLocator
+
     specs = _param_specs(posterior)
     names = [n for n in posterior.names if n in posterior.params] or list(posterior.params)
     ncols = min(4, len(names))
@@ -319,6 +321,8 @@ def posterior_figure(posterior: Posterior, *, data_unit: str | None = None) -> F
         ax.set_yticks([])
         ax.tick_params(labelsize=8)
         ax.set_xlim(*rng_x)
+        ax.xaxis.set_major_locator(MaxNLocator(4))
+        ax.xaxis.set_major_formatter(_tick_formatter())
     fig.suptitle(
         "Posterior draws (blue bars), 90% credible interval (shaded), median (black line), prior (grey curve)",
         fontsize=9,
@@ -368,11 +372,21 @@ def cohort_figure(
     forecasts: Mapping[str, Forecast],
     subjects: Mapping[str, SubjectData] | None = None,
     *,
+    last: Mapping[str, tuple[float, float]] | None = None,
     level: float = 0.9,
     max_panels: int = 24,
 ) -> Figure:
     """Small multiples: one mini fan chart per patient (at most `max_panels`), each on its own
-    y scale; panels of patients whose calibration did not converge are framed in red."""
+    y scale; panels of patients whose calibration did not converge are framed in red.
+
+    Args:
+        forecasts: patient id -> forecast.
+        subjects: patient id -> observations (all points drawn).
+        last: patient id -> (time in days, value) of the last observation, drawn for patients
+            without `subjects`.
+        level: interval level of the band (0-1).
+        max_panels: at most this many patients are drawn.
+    """
     ids = list(forecasts)[:max_panels]
     if not ids:
         raise ValueError("cohort_figure needs at least one forecast")
@@ -389,6 +403,10 @@ def cohort_figure(
         if subject is not None:
             _draw_observed(ax, subject, size=10)
             _mark_today(ax, subject.last_time, text=False)
+        elif last and pid in last:
+            t_last, y_last = last[pid]
+            ax.scatter([t_last], [y_last], s=12, color=OBSERVED_COLOUR, zorder=5)
+            _mark_today(ax, t_last, text=False)
         log = use_log_scale(_fan_values([fc], subject))
         if log:
             ax.set_yscale("log")
@@ -418,4 +436,4 @@ def cohort_figure(
 def _tick_formatter() -> Any:
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda v, _pos: fmt_num(v, 3, trim=True) if v > 0 else "0")
+    return FuncFormatter(lambda v, _pos: fmt_num(v, 3, trim=True))
