@@ -110,8 +110,11 @@ def independent_exposure(t: float, schedule: Schedule) -> float:
         elif s <= d.duration:
             total += a * (1 - math.exp(-k * s)) / (k * d.duration)
         else:
-            total += a * (1 - math.exp(-k * d.duration)) / (k * d.duration) * math.exp(
-                -k * (s - d.duration)
+            total += (
+                a
+                * (1 - math.exp(-k * d.duration))
+                / (k * d.duration)
+                * math.exp(-k * (s - d.duration))
             )
     state: dict[str, bool] = {}
     for sw in schedule.switches:

@@ -432,7 +432,7 @@ def report(
 def demo(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("oncotwin-demo"),
     quick: Annotated[
-        bool, typer.Option("--quick", help="A few patients and a short sampler run (CI).")
+        bool, typer.Option("--quick", help="The first few patients of each data set (CI).")
     ] = False,
     db: Annotated[
         str | None, typer.Option("--db", help="Database URL (default: OUT/demo.db).")

@@ -35,11 +35,10 @@ class Cohort:
 
 
 COHORTS = (
-    Cohort("vaghi2020-lung", "gompertz", 6, 3),
-    Cohort("inspire-pembrolizumab", "claret", 4, 2),
+    Cohort("vaghi2020-lung", "gompertz", 6, 2),
+    Cohort("inspire-pembrolizumab", "claret", 4, 1),
 )
-SAMPLER = {"chains": 4, "warmup": 500, "draws": 500}
-QUICK_SAMPLER = {"chains": 2, "warmup": 300, "draws": 300}
+SAMPLER = {"chains": 4, "warmup": 500, "draws": 500, "target_accept": 0.95}
 
 
 def run_demo(
@@ -55,7 +54,7 @@ def run_demo(
     Args:
         out: output folder (created).
         db: database URL; default a SQLite file ``out/demo.db``.
-        quick: a few patients per data set and a shorter sampler run (for CI).
+        quick: the first few patients of each data set (for CI).
         seed: random seed of calibrations and forecasts.
         progress: ``progress(label, total)`` returns a callback advanced per patient.
     """
@@ -63,7 +62,7 @@ def run_demo(
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "patients").mkdir(exist_ok=True)
-    sampler = QUICK_SAMPLER if quick else SAMPLER
+    sampler = SAMPLER
     entries, forecasts, subjects, summary = [], {}, {}, []
     with (
         warnings.catch_warnings(),

@@ -121,12 +121,17 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _mcmc(spec: Spec, shapes: Any, chains: int, draws: int, warmup: int, target_accept: float) -> Any:
+def _mcmc(
+    spec: Spec, shapes: Any, chains: int, draws: int, warmup: int, target_accept: float
+) -> Any:
     """A reusable NumPyro MCMC object per Spec and data `shapes` (NumPyro's compiled sampler,
     with jit_model_args, is reused only for data of the shape it was first run with)."""
     from numpyro.infer import MCMC, NUTS
 
-    kernel = NUTS(functools.partial(numpyro_model, spec), target_accept_prob=target_accept)
+    # Dense mass matrix: growth parameters are strongly correlated (e.g. Gompertz alpha, beta).
+    kernel = NUTS(
+        functools.partial(numpyro_model, spec), target_accept_prob=target_accept, dense_mass=True
+    )
     return MCMC(
         kernel,
         num_warmup=warmup,
