@@ -31,11 +31,11 @@ def _console(stderr: bool = False) -> Any:
 @contextmanager
 def _input_errors() -> Iterator[None]:
     """Map oncotwin's input errors to exit code 2 with a one-line message."""
-    from .errors import DataError, ModelError, ScheduleError
+    from .errors import DataError, ModelError, NotFoundError, ScheduleError
 
     try:
         yield
-    except (DataError, ModelError, ScheduleError) as exc:
+    except (DataError, ModelError, NotFoundError, ScheduleError) as exc:
         _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
         raise typer.Exit(2) from None
 
