@@ -181,7 +181,7 @@ def test_demo_quick_writes_report_and_summary(tmp_path: Path) -> None:
     assert code == 0, text
     summary = json.loads((tmp_path / "summary.json").read_text())
     patients = summary["patients"]
-    assert {p["dataset"] for p in patients} == {"vaghi2020-lung", "inspire-pembrolizumab"}
+    assert {p["dataset"] for p in patients} == {"vaghi2020-lung", "sauer2023-xenografts"}
     for p in patients:
         assert {
             "patient",

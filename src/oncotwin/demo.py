@@ -5,8 +5,9 @@ each under its current schedule and (for treated patients) stopping treatment, a
 cohort report linking patient pages, plus summary.json.
 
 - vaghi2020-lung: untreated Lewis lung carcinoma volumes in mice (mm^3), Gompertz twins;
-- inspire-pembrolizumab: sum of target-lesion diameters (mm) of patients on pembrolizumab
-  200 mg q3w, Claret tumour-growth-inhibition twins (patients with at least 4 measurements).
+- sauer2023-xenografts: xenograft volumes (mm^3) before and after the start of treatment (or
+  vehicle) at day 0, Claret tumour-growth-inhibition twins, forecast with treatment continued
+  and stopped.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ class Cohort:
 
 COHORTS = (
     Cohort("vaghi2020-lung", "gompertz", 6, 2),
-    Cohort("inspire-pembrolizumab", "claret", 4, 1),
+    Cohort("sauer2023-xenografts", "claret", 6, 2),
 )
 SAMPLER = {"chains": 4, "warmup": 500, "draws": 500, "target_accept": 0.95}
 

@@ -195,6 +195,14 @@ class Schedule:
             ref[d.agent] = max(ref.get(d.agent, 0.0), d.amount)
         return {k: (v if v > 0 else 1.0) for k, v in ref.items()}
 
+    def is_on(self, agent: str, t: float) -> bool:
+        """Whether `agent` is switched on at time `t` (days) by the on/off switches."""
+        state = False
+        for s in self.switches:
+            if s.agent == agent and s.time <= t:
+                state = s.on
+        return state
+
     def until(self, t: float) -> Schedule:
         """The part of the schedule at or before time `t` (days)."""
         return Schedule(

@@ -27,7 +27,7 @@ from .inference.problem import SubjectData
 from .models import get_model
 from .observe import get_error_model
 from .predict import candidates_for
-from .schedule import Dose, Schedule
+from .schedule import Dose, Schedule, Switch
 from .store import IngestResult, Store, TwinRecord
 from .twin import DigitalTwin, Forecast
 
@@ -147,9 +147,9 @@ def continue_schedule(schedule: Schedule, until: float) -> Schedule:
 
 
 def horizon(twin: DigitalTwin) -> float:
-    """Default forecast horizon: half the observed follow-up (at least 14 days) past the last observation."""
+    """Default forecast horizon: a quarter of the follow-up (14 to 90 days) past the last observation."""
     s = twin.subject
-    return s.last_time + max(14.0, 0.5 * (s.last_time - s.t0))
+    return s.last_time + min(max(14.0, 0.25 * (s.last_time - s.t0)), 90.0)
 
 
 def forecast_grid(twin: DigitalTwin, until: float) -> np.ndarray:
@@ -171,9 +171,15 @@ def scenarios(twin: DigitalTwin, until: float, extra: Sequence[Scenario] = ()) -
     recorded = twin.subject.schedule
     if recorded.is_empty:
         return [Scenario("no treatment", None), *extra]
+    # Stopping: no further doses, and every agent that is on is switched off just after today
+    # (a switch at exactly the last observation would count as history).
+    today = twin.subject.last_time + 1e-6
+    stop = tuple(
+        Switch(today, agent, False) for agent in recorded.agents if recorded.is_on(agent, today)
+    )
     return [
         Scenario("continue current schedule", continue_schedule(recorded, until)),
-        Scenario("stop treatment", Schedule(half_life=recorded.half_life)),
+        Scenario("stop treatment", Schedule(switches=stop, half_life=recorded.half_life)),
         *extra,
     ]
 
