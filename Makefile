@@ -21,6 +21,7 @@ demo: install
 lint: install-test
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
 
 test: install-test lint
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -7,7 +7,6 @@ Input errors exit with code 2 and a message naming file, row and column.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -399,7 +398,7 @@ def report(
         from .report import CohortEntry, patient_filename, write_cohort_report, write_patient_report
         from .workflow import forecast_and_save, horizon, load_twin, scenarios
 
-        ids = [r.id for r in store.patients() if r.n_twins] if cohort else [patient]
+        ids = [r.id for r in store.patients() if r.n_twins] if cohort else [str(patient)]
         folder = out if cohort else out.parent
         entries, forecasts, subjects = [], {}, {}
         for pid in ids:
@@ -471,4 +470,4 @@ def main() -> None:  # pragma: no cover - console entry point
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    main()

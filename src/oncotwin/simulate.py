@@ -62,7 +62,7 @@ def trajectory(
         ``(values, ok)``: the observable at each time, and True when the solver succeeded.
     """
     tau = jnp.asarray(tau, dtype=float)
-    if closed_form:
+    if closed_form and model.closed_form is not None:
 
         def cum(decay: Any) -> Any:
             return integrated_exposure(tau, t0, arrays, decay)

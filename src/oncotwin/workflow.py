@@ -96,12 +96,16 @@ def posterior_from_record(record: TwinRecord) -> Posterior:
     prior = Prior(names, np.array([prior_d[n][0] for n in names]), np.array([prior_d[n][1] for n in names]),
                   s["prior"]["source"])  # fmt: skip
     d = record.diagnostics
-    nan = float("nan")
+
+    def number(key: str) -> float:  # NaN is stored as null (JSON has no NaN)
+        value = d.get(key)
+        return float("nan") if value is None else float(value)
+
     diagnostics = Diagnostics(
-        method=d["method"], rhat_max=d.get("rhat_max") or nan, ess_bulk_min=d.get("ess_bulk_min") or nan,
-        ess_tail_min=d.get("ess_tail_min") or nan, divergences=int(d.get("divergences") or 0),
+        method=d["method"], rhat_max=number("rhat_max"), ess_bulk_min=number("ess_bulk_min"),
+        ess_tail_min=number("ess_tail_min"), divergences=int(d.get("divergences") or 0),
         chains=int(d.get("chains") or 1), optimizer_converged=bool(d.get("optimizer_converged", True)),
-        pareto_k=d.get("pareto_k") if d.get("pareto_k") is not None else nan,
+        pareto_k=number("pareto_k"),
     )  # fmt: skip
     params = {k.split(":", 1)[1]: v for k, v in record.draws.items() if k.startswith("param:")}
     return Posterior(
