@@ -35,7 +35,7 @@ def single(i: int) -> dict[str, float]:
 def test_batch_equals_single_runs(method):
     batch = simulate("gompertz", BATCH, TIMES, method=method)
     assert batch.values.shape == (3, len(TIMES)) and batch.ok.tolist() == [True] * 3
-    for i in (0, 2):
+    for i in (0, 2) if method == "closed" else (2,):  # each single ODE run compiles: one
         one = simulate("gompertz", single(i), TIMES, method=method)
         assert one.values.shape == (len(TIMES),) and bool(one.ok)
         # vmapped and single runs take the same steps: identical up to rounding
@@ -128,12 +128,15 @@ def test_times_come_back_in_the_given_order():
     params = {"v0": 100.0, "alpha": 0.3, "beta": 0.05}
     shuffled = np.array([30.0, 1.0, 15.0, 4.0, 9.0])
     order = np.argsort(shuffled)
+    ref = simulate("gompertz", params, np.sort(shuffled), method="closed").values
+    assert np.all(np.diff(ref) > 0)  # sorted times: a growing tumour
     for method in ("closed", "ode"):
         got = simulate("gompertz", params, shuffled, method=method)
-        ref = simulate("gompertz", params, np.sort(shuffled), method=method)
         np.testing.assert_array_equal(got.times, shuffled)
-        np.testing.assert_allclose(got.values[order], ref.values, rtol=1e-12)
-        assert np.all(np.diff(got.values[order]) > 0)  # sorted times: a growing tumour
+        # the ODE path integrates over sorted times and puts the values back in the given order
+        np.testing.assert_allclose(
+            got.values[order], ref, rtol=1e-12 if method == "closed" else 1e-6
+        )
     batch = simulate("gompertz", BATCH, shuffled)
     np.testing.assert_allclose(
         batch.values[:, order], simulate("gompertz", BATCH, np.sort(shuffled)).values, rtol=1e-14

@@ -34,7 +34,7 @@ def posteriors():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # a misfit model may warn
         return {
-            name: calibrate_subjects(name, subjects, method="laplace", seed=0, chains=1, draws=2000)
+            name: calibrate_subjects(name, subjects, method="laplace", seed=0, chains=1, draws=1000)
             for name in ("exponential", "logistic")
         }
 
