@@ -169,7 +169,7 @@ def test_store_workflow(tmp_path: Path) -> None:
 def test_ingest_bad_file_changes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'a.db'}"
     bad = tmp_path / "bad.csv"
-    bad.write_text("id,time,dv\na,0,10\na,1,-5\n")
+    bad.write_text("id,time,dv\na,0,10\na,1,abc\n")
     code, text = run("ingest", str(bad), "--db", db)
     assert code == 2 and "row 3" in text
     code, text = run("patients", "--db", db, "--json")
