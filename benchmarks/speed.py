@@ -81,7 +81,7 @@ def main() -> None:
     print(f"{'measurement':<42}{'median s':>10}{'target s':>10}{'met':>6}")
     for name, secs, target in rows:
         met = "" if target is None else ("yes" if secs <= target else "NO")
-        print(f"{name:<42}{secs:>10.3f}{'' if target is None else f'{target:.2f}':>10}{met:>6}")
+        print(f"{name:<42}{secs:>10.4f}{'' if target is None else f'{target:.2f}':>10}{met:>6}")
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ COHORTS = (
     Cohort("vaghi2020-lung", "gompertz", 6, 2),
     Cohort("sauer2023-xenografts", "claret", 6, 2),
 )
-SAMPLER = {"chains": 4, "warmup": 500, "draws": 500, "target_accept": 0.95}
+SAMPLER = {"chains": 4, "warmup": 1000, "draws": 1000, "target_accept": 0.95}
 
 
 def run_demo(
