@@ -45,7 +45,10 @@ def treated():
     f = simulate("claret", truth, OBS, WEEKLY).values
     y = f * np.exp(0.1 * np.random.default_rng(2).standard_normal(len(OBS)))
     subject = SubjectData("t1", OBS, y, np.zeros(len(OBS), bool), WEEKLY, "volume", "mm3")
-    return DigitalTwin(subject, calibrate_quietly("claret", [subject]), data_version="v1")
+    # NUTS: the interval checks below need a smooth posterior sample, which importance
+    # resampling of a flagged Laplace approximation (Pareto k > 0.7) does not give.
+    nuts = {"method": "nuts", "chains": 2, "draws": 1000, "warmup": 500}
+    return DigitalTwin(subject, calibrate_quietly("claret", [subject], **nuts), data_version="v1")
 
 
 def test_intervals_nest(treated):
@@ -71,7 +74,15 @@ def test_stopping_treatment_gives_larger_tumours(treated):
     after = FUTURE > 42.0
     assert np.allclose(stop.latent[:, ~after], cont.latent[:, ~after], rtol=1e-12)
     assert np.all(stop.latent[:, after] > cont.latent[:, after])
-    assert np.all(stop.median[after] > 1.1 * cont.median[after])
+    # The size of the effect: the true one (truth of the `treated` fixture) lies inside the
+    # posterior's 90% interval of the per-draw effect stop/continue - 1.
+    truth = {"v0": 100.0, "kg": 0.02, "kd": 0.2, "lam": 0.01}
+    true_stop = simulate("claret", truth, FUTURE, stop.schedule).values
+    true_cont = simulate("claret", truth, FUTURE, cont.schedule).values
+    true_effect = true_stop[after] / true_cont[after] - 1.0
+    effect = stop.latent[:, after] / cont.latent[:, after] - 1.0
+    lo, hi = np.quantile(effect, [0.05, 0.95], axis=0)
+    assert np.all((lo < true_effect) & (true_effect < hi)), (lo, true_effect, hi)
 
 
 def test_forecast_frame_and_provenance(treated):
@@ -84,7 +95,7 @@ def test_forecast_frame_and_provenance(treated):
     assert list(fc.to_frame(levels=(0.8,)).columns) == ["id", "time", "median", "lo_80", "hi_80"]
     assert fc.kind == "volume" and fc.unit == "mm3"
     prov = fc.provenance
-    assert prov["models"] == {"claret": 1.0} and prov["method"] == "laplace"
+    assert prov["models"] == {"claret": 1.0} and prov["method"] == "nuts"
     assert prov["data_version"] == "v1" and prov["forecast_seed"] == 0
     assert prov["converged"] == treated.posterior.converged
     assert (fc.warning is None) == treated.posterior.converged
@@ -103,14 +114,6 @@ TIMES = np.linspace(0.0, 20.0, 8)
 N_FIT = 6  # calibrate on days 0-14.3, forecast days 17.1 and 20
 
 
-# Known defect, the same as in tests/inference/test_recovery.py: Laplace posteriors are too
-# narrow (measured: 80.1% of held-out measurements inside the 90% interval). Strict: remove the
-# marker when the Laplace path is fixed.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Laplace posteriors under-cover: 90% predictive interval covers 80% of held-out data",
-)
 def test_predictive_interval_covers_held_out_measurements():
     model = get_model("gompertz")
     prior = Prior.default(model, ERROR_MODELS["proportional"])

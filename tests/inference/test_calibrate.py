@@ -146,7 +146,7 @@ def test_same_seed_same_draws_other_seed_other_draws(bad, subject, laplace):
             "gompertz", [subject], method="laplace", seed=1, **LAPLACE_DRAWS
         )[0]
     assert np.array_equal(again.z, bad.z)  # bitwise
-    assert not np.any(other.z == bad.z)
+    assert np.mean(other.z != bad.z) > 0.9  # (a rejected NUTS proposal repeats a draw)
     assert np.array_equal(lap_again.z, laplace.z)
     assert not np.array_equal(lap_other.z, laplace.z)
 

@@ -71,7 +71,24 @@ def coverage(posteriors, truth) -> dict[str, float]:
     return out
 
 
-@pytest.fixture(scope="module", params=sorted(CASES))
+# The Laplace path draws from a Student-t proposal (2x the inverse-Hessian scale) and corrects
+# it by Pareto-smoothed importance resampling. Measured with this seed (coverage of the 90%
+# intervals, 128 subjects): exponential and Gompertz are inside [80%, 98%] for every parameter.
+# Known defect, claret: v0 81.2%, kg 83.6%, kd 76.6%, lam 86.7%, sigma 89.1% (flagged 6%): the
+# kill rate kd is weakly identified and its posterior can have a second mode the resampling
+# around the MAP cannot reach; NUTS covers it (see the slow test below). Strict: when the
+# Laplace path covers claret too, this xfail fails and must be removed.
+CLARET_XFAIL = pytest.mark.xfail(
+    strict=True,
+    raises=AssertionError,
+    reason="Laplace 90% intervals for claret's kill rate kd cover 77% in simulation-based calibration",
+)
+
+
+@pytest.fixture(
+    scope="module",
+    params=[pytest.param(n, marks=CLARET_XFAIL) if n == "claret" else n for n in sorted(CASES)],
+)
 def laplace_coverage(request):
     name = request.param
     subjects, truth = synthetic_population(name, N_SUBJECTS, seed=20240)
@@ -86,17 +103,6 @@ def laplace_coverage(request):
     return name, coverage(posts, truth), flagged
 
 
-# Known defect (measured with this seed: gompertz 74-81%, exponential 79-87%, claret 73-86%;
-# NUTS on 40 subjects of the same designs: 82-95%, i.e. nominal). The Gaussian at the mode is
-# narrower and lighter-tailed than the posterior (unknown sigma with 8 measurements gives
-# t-like marginals; weakly identified rates are skewed), and Pareto-smoothed importance
-# resampling cannot widen a proposal that misses the tails (Pareto k > 0.7 for 30-60% of
-# subjects). Strict: when the Laplace path is fixed this xfail fails and must be removed.
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="Laplace 90% intervals under-cover in simulation-based calibration (73-87%)",
-)
 def test_laplace_credible_intervals_cover_the_truth(laplace_coverage):
     name, cov, flagged = laplace_coverage
     report = ", ".join(f"{k} {v:.1%}" for k, v in cov.items())

@@ -68,16 +68,18 @@ def test_closed_form_matches_ode_at_prior_median(name):
 @pytest.mark.parametrize("name", sorted(n for n, m in MODELS.items() if m.uses_exposure))
 def test_closed_form_matches_ode_under_treatment(name):
     model = MODELS[name]
-    params = model.prior_medians(REF)
-    # Make the drug effect large enough to matter (a strong test): 10x the prior-median kill.
+    # A batch of two: the prior medians, and 10x the prior-median kill rate (a drug effect
+    # large enough that a wrong exposure integral could not hide in the tolerance).
     kill = "kd" if name == "claret" else "k"
-    params[kill] *= 10.0
+    params = {k: np.array([v, v]) for k, v in model.prior_medians(REF).items()}
+    params[kill] = params[kill] * np.array([1.0, 10.0])
     cf = simulate(model, params, TIMES, TREATMENT, t0=T0, method="closed").values
-    ode = simulate(model, params, TIMES, TREATMENT, t0=T0, method="ode", solver=TIGHT).values
+    ode = simulate(model, params, TIMES, TREATMENT, t0=T0, method="ode", solver=TIGHT)
     untreated = simulate(model, params, TIMES, t0=T0, method="closed").values
-    assert cf[1] < untreated[1]  # the dose given before t0 still acts after t0
-    assert untreated[-1] / cf[-1] > 1.5  # treatment visibly shrinks the tumour
-    assert rel_err(ode, cf) <= 1e-6, (name, ode, cf)
+    assert ode.ok.tolist() == [True, True]
+    assert np.all(cf[:, 1] < untreated[:, 1])  # the dose given before t0 still acts after t0
+    assert untreated[1, -1] / cf[1, -1] > 1.5  # treatment visibly shrinks the tumour
+    assert rel_err(ode.values, cf) <= 1e-6, (name, ode.values, cf)
 
 
 # ---- closed forms vs hand-derived formulas ----------------------------------------------------
