@@ -395,32 +395,20 @@ def report(
         _console(stderr=True).print("[bold red]error:[/] give a patient id or --cohort (not both)")
         raise typer.Exit(2)
     with _input_errors(), _store(db) as store:
-        from .report import CohortEntry, patient_filename, write_cohort_report, write_patient_report
-        from .workflow import forecast_and_save, horizon, load_twin, scenarios
+        from .report import patient_filename, write_cohort_report
+        from .workflow import write_patient_page
 
         ids = [r.id for r in store.patients() if r.n_twins] if cohort else [str(patient)]
         folder = out if cohort else out.parent
         entries, forecasts, subjects = [], {}, {}
         for pid in ids:
-            twin, record = load_twin(store, pid)
-            until = horizon(twin)
-            fcs = {
-                sc.name: forecast_and_save(store, twin, record, sc, until, seed=seed)
-                for sc in scenarios(twin, until)
-            }
-            path = (
-                folder / patient_filename(pid)
-                if cohort
-                else (out if out.suffix == ".html" else out.with_suffix(".html"))
-            )
-            history = [{"version": r.version, "created": r.created_at, "model": r.model,
-                        "data version": r.data_version, "converged": r.converged} for r in store.twin_history(pid)]  # fmt: skip
-            write_patient_report(
-                path, twin, fcs, history=history, provenance={"twin version": record.version}
-            )
-            first = next(iter(fcs.values()))
-            entries.append(CohortEntry.from_forecast(twin, first, link=patient_filename(pid)))
-            forecasts[pid], subjects[pid] = first, twin.subject
+            if cohort:
+                path = folder / patient_filename(pid)
+            else:
+                path = out if out.suffix == ".html" else out.with_suffix(".html")
+            page = write_patient_page(store, pid, path, link=patient_filename(pid), seed=seed)
+            entries.append(page.entry)
+            forecasts[pid], subjects[pid] = next(iter(page.forecasts.values())), page.twin.subject
         if cohort:
             path = folder / "report.html"
             write_cohort_report(path, entries, forecasts=forecasts, subjects=subjects)

@@ -22,7 +22,7 @@ from typing import Any
 from . import __version__
 from .errors import ConvergenceWarning
 from .store import Store
-from .workflow import build_cohort, forecast_and_save, horizon, ingest, load_twin, scenarios
+from .workflow import build_cohort, ingest, write_patient_page
 
 
 @dataclass(frozen=True)
@@ -59,7 +59,7 @@ def run_demo(
         seed: random seed of calibrations and forecasts.
         progress: ``progress(label, total)`` returns a callback advanced per patient.
     """
-    from .report import CohortEntry, patient_filename, write_cohort_report, write_patient_report
+    from .report import patient_filename, write_cohort_report
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "patients").mkdir(exist_ok=True)
@@ -82,26 +82,15 @@ def run_demo(
                 store, ids, model=cohort.model, method="nuts", seed=seed, progress=tick, **sampler
             )
             for pid in ids:
-                twin, record = load_twin(store, pid)
-                until = horizon(twin)
-                fcs = {
-                    sc.name: forecast_and_save(store, twin, record, sc, until, seed=seed)
-                    for sc in scenarios(twin, until)
-                }
                 link = f"patients/{patient_filename(pid)}"
-                history = [
-                    {"version": r.version, "created": r.created_at, "model": r.model,
-                     "data version": r.data_version, "converged": r.converged}
-                    for r in store.twin_history(pid)
-                ]  # fmt: skip
-                write_patient_report(
-                    out / link, twin, fcs, history=history,
-                    provenance={"data set": cohort.dataset, "database": store.url, "twin version": record.version},
+                page = write_patient_page(
+                    store, pid, out / link, link=link, seed=seed,
+                    provenance={"data set": cohort.dataset, "database": store.url},
                 )  # fmt: skip
-                first = next(iter(fcs.values()))
-                entries.append(CohortEntry.from_forecast(twin, first, link=link))
-                forecasts[pid], subjects[pid] = first, twin.subject
-                summary.append(_summary(cohort, twin, record, fcs, link))
+                entries.append(page.entry)
+                forecasts[pid] = next(iter(page.forecasts.values()))
+                subjects[pid] = page.twin.subject
+                summary.append(_summary(cohort, page.twin, page.record, page.forecasts, link))
     write_cohort_report(
         out / "report.html", entries, title="oncotwin demo: twins of shipped real cohorts",
         forecasts=forecasts, subjects=subjects,

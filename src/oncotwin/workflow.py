@@ -262,3 +262,46 @@ def _save(
         diagnostics=post.diagnostics.to_dict(), settings=settings, converged=post.converged,
         data_version=data_version, data_as_of=as_of, seed=post.seed, oncotwin_version=__version__,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PatientPage:
+    """A patient's report page as written: the twin, its record, forecasts and cohort row."""
+
+    twin: DigitalTwin
+    record: TwinRecord
+    forecasts: dict[str, Forecast]
+    entry: Any  # report.CohortEntry
+
+
+def write_patient_page(
+    store: Store,
+    patient_id: str,
+    path: Path,
+    *,
+    link: str,
+    seed: int = 0,
+    provenance: dict[str, Any] | None = None,
+) -> PatientPage:
+    """Forecast the latest twin under each scenario (stored) and write its HTML page to `path`.
+
+    Args:
+        link: href of the page as seen from the cohort page.
+    """
+    from .report import CohortEntry, write_patient_report
+
+    twin, record = load_twin(store, patient_id)
+    until = horizon(twin)
+    forecasts = {
+        sc.name: forecast_and_save(store, twin, record, sc, until, seed=seed)
+        for sc in scenarios(twin, until)
+    }
+    history = [
+        {"version": r.version, "created": r.created_at, "model": r.model, "data version": r.data_version,
+         "converged": r.converged}
+        for r in store.twin_history(patient_id)
+    ]  # fmt: skip
+    provenance = {"twin version": record.version, **(provenance or {})}
+    write_patient_report(path, twin, forecasts, history=history, provenance=provenance)
+    entry = CohortEntry.from_forecast(twin, next(iter(forecasts.values())), link=link)
+    return PatientPage(twin, record, forecasts, entry)

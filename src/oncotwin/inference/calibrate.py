@@ -226,9 +226,13 @@ def calibrate_subjects(
         raise ModelError(
             f"prior is for {prior.names}, model needs {m.param_names + err.param_names}"
         )
-    settings = {"method": method, "chains": chains, "draws": draws, "warmup": warmup,
-                "target_accept": target_accept, "error_model": err.name,
-                "rtol": solver.rtol, "atol": solver.atol}  # fmt: skip
+    if method == "nuts":
+        settings = {"method": method, "chains": chains, "draws": draws, "warmup": warmup,
+                    "target_accept": target_accept, "dense_mass": True}  # fmt: skip
+    else:
+        settings = {"method": method, "draws": chains * draws, "proposal": f"Student-t({LAPLACE_DOF:g})",
+                    "proposal_scale": LAPLACE_WIDEN, "map_starts": MAP_STARTS}  # fmt: skip
+    settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
     n_laplace = chains * draws if method == "laplace" else 1
     fits = _laplace_all(m, err, subjects, prior, seed, solver, n_laplace)
     out = []
