@@ -270,6 +270,9 @@ def test_jump_times_until_then():
         lambda: Schedule((Dose(float("nan"), 1.0),)),
         lambda: Schedule((Dose(0.0, float("inf")),)),
         lambda: Schedule((Dose(0.0, 1.0, duration=-0.1),)),
+        lambda: Schedule((Dose(0.0, 1.0, duration=float("nan")),)),  # was taken as a bolus
+        lambda: Schedule(switches=(Switch(float("nan"), "adt", True),)),
+        lambda: Schedule(switches=(Switch(float("inf"), "adt", True),)),
         lambda: Schedule(half_life={"drug": 0.0}),
         lambda: Schedule(half_life={"drug": float("nan")}),
         lambda: Schedule.from_dict({"doses": [{"start": 0}]}),  # no amount

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from oncotwin._jax import jax, jnp
-from oncotwin.errors import SimulationError
+from oncotwin.errors import ModelError, SimulationError
 from oncotwin.models import get_model
 from oncotwin.schedule import Dose, Schedule
 from oncotwin.simulate import SolverSettings, simulate
@@ -54,6 +54,27 @@ def test_batch_under_a_schedule_equals_single_runs():
     for i in range(2):
         one = simulate("claret", {k: v[i] for k, v in params.items()}, TIMES, schedule, t0=0.5)
         np.testing.assert_allclose(batch.values[i], one.values, rtol=1e-13)
+
+
+def test_scalar_parameters_are_shared_by_a_batch():
+    # v0 and beta fixed, alpha varied: every run is the single run with its own alpha. (Until
+    # this was fixed, a scalar first parameter made simulate treat the batch as one run and
+    # pair the i-th alpha with the i-th time.)
+    params = {"v0": 100.0, "alpha": np.array([0.1, 0.3, 0.5]), "beta": 0.05}
+    batch = simulate("gompertz", params, TIMES)
+    assert batch.values.shape == (3, len(TIMES)) and batch.ok.shape == (3,)
+    for i, alpha in enumerate(params["alpha"]):
+        one = simulate("gompertz", {**params, "alpha": float(alpha)}, TIMES)
+        np.testing.assert_allclose(batch.values[i], one.values, rtol=1e-13)
+
+
+@pytest.mark.parametrize(
+    "alpha, beta",
+    [(np.array([0.1, 0.3]), np.array([0.05, 0.05, 0.05])), (np.full((2, 2), 0.3), 0.05)],
+)
+def test_inconsistent_batch_shapes_raise(alpha, beta):
+    with pytest.raises(ModelError, match="batched parameters"):
+        simulate("gompertz", {"v0": 100.0, "alpha": alpha, "beta": beta}, TIMES)
 
 
 # The second run grows at 10/day: V0 exp(10 t) overflows float64 (exp(709)) before t = 71, so

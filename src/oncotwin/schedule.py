@@ -87,8 +87,11 @@ class Schedule:
                 raise ScheduleError(
                     f"invalid dose {d}: time and amount must be finite, amount >= 0"
                 )
-            if d.duration < 0:
-                raise ScheduleError(f"invalid dose {d}: negative duration")
+            if not d.duration >= 0:  # also rejects NaN, which would silently mean a bolus
+                raise ScheduleError(f"invalid dose {d}: duration must be >= 0")
+        for sw in self.switches:
+            if not math.isfinite(sw.time):
+                raise ScheduleError(f"invalid switch {sw}: time must be finite")
         for name, h in self.half_life.items():
             if not h > 0:
                 raise ScheduleError(f"half-life of {name!r} must be positive, got {h}")

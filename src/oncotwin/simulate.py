@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._jax import jax, jnp
-from .errors import SimulationError
+from .errors import ModelError, SimulationError
 from .models import TumourModel, get_model
 from .models.base import Params
 from .schedule import ExposureArrays, Schedule, exposure_at, integrated_exposure
@@ -161,8 +161,14 @@ def simulate(
     t = np.asarray(times, dtype=float).ravel()
     order = np.argsort(t)
     arrays = jax.tree.map(jnp.asarray, schedule.arrays(reference))
-    batch = np.ndim(next(iter(params.values()))) > 0
-    p = {k: jnp.asarray(v, dtype=float) for k, v in params.items()}
+    # A batch is any parameter given as a 1-D array; scalars are shared by every run.
+    sizes = {np.shape(v) for v in params.values() if np.ndim(v) > 0}
+    if len(sizes) > 1 or any(len(s) > 1 for s in sizes):
+        shapes = {k: np.shape(v) for k, v in params.items()}
+        raise ModelError(f"batched parameters must be 1-D arrays of one length, got {shapes}")
+    batch = bool(sizes)
+    shape = next(iter(sizes)) if batch else ()
+    p = {k: jnp.broadcast_to(jnp.asarray(v, dtype=float), shape) for k, v in params.items()}
 
     def one(pp: Params) -> tuple[Any, Any]:
         return trajectory(m, pp, t[order] - t0, t0, arrays, closed_form=closed, solver=solver)
