@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -172,6 +173,7 @@ class DigitalTwin:
         if schedule is not None:
             plan = plan.then(schedule, self.subject.last_time)
         reference = self.subject.schedule.reference_amounts()
+        sub = dataclasses.replace(self.subject, schedule=plan)
         total = n_draws or self.posteriors[0].n_draws
         counts = np.random.default_rng(seed).multinomial(total, self.weights)
         key = jax.random.PRNGKey(seed)
@@ -181,8 +183,6 @@ class DigitalTwin:
                 continue
             model, err = get_model(post.model), get_error_model(post.error_model)
             spec = make_spec(model, err, plan)
-            sub = SubjectData(self.subject.id, self.subject.times, self.subject.y, self.subject.censored,
-                              plan, self.subject.kind, self.subject.unit)  # fmt: skip
             arrays = jax.tree.map(
                 jnp.asarray, sub.arrays(post.prior.loc, post.prior.scale, reference)
             )
