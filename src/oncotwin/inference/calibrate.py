@@ -28,7 +28,6 @@ from .problem import (
     bucket,
     log_posterior,
     make_spec,
-    numpyro_model,
     pointwise_loglik,
 )
 
@@ -133,26 +132,34 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
 
 
 @functools.lru_cache(maxsize=64)
-def _mcmc(
-    spec: Spec, shapes: Any, chains: int, draws: int, warmup: int, target_accept: float
-) -> Any:
-    """A reusable NumPyro MCMC object per Spec and data `shapes` (NumPyro's compiled sampler,
-    with jit_model_args, is reused only for data of the shape it was first run with)."""
-    from numpyro.infer import MCMC, NUTS
+def _nuts_fn(
+    spec: Spec, chains: int, draws: int, warmup: int, target_accept: float
+) -> Callable[..., Any]:
+    """NumPyro's NUTS kernel (window adaptation, dense mass matrix) run under one jitted
+    `lax.scan`, vmapped over chains. Compiled once per Spec and padded data shape and reused
+    for every subject and twin version (`MCMC.run` would recompile its loop on every call)."""
+    from numpyro.infer.hmc import hmc
 
-    # Dense mass matrix: growth parameters are strongly correlated (e.g. Gompertz alpha, beta).
-    kernel = NUTS(
-        functools.partial(numpyro_model, spec), target_accept_prob=target_accept, dense_mass=True
-    )
-    return MCMC(
-        kernel,
-        num_warmup=warmup,
-        num_samples=draws,
-        num_chains=chains,
-        chain_method="vectorized",
-        progress_bar=False,
-        jit_model_args=True,
-    )
+    def potential_fn_gen(data: SubjectArrays) -> Callable[[Any], Any]:
+        return lambda z: -log_posterior(spec, z, data)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+    def one_chain(z0: Any, key: Any, data: SubjectArrays) -> tuple[Any, Any]:
+        # Dense mass matrix: growth parameters are strongly correlated (e.g. Gompertz alpha, beta).
+        state = init_kernel(
+            z0, num_warmup=warmup, dense_mass=True, target_accept_prob=target_accept,
+            model_args=(data,), rng_key=key,
+        )  # fmt: skip
+
+        def step(state: Any, _: Any) -> tuple[Any, tuple[Any, Any]]:
+            state = sample_kernel(state, model_args=(data,))
+            return state, (state.z, state.diverging)
+
+        _, (z, diverging) = jax.lax.scan(step, state, None, length=warmup + draws)
+        return z[warmup:], diverging[warmup:]
+
+    return jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -296,16 +303,15 @@ def _nuts(
         raise CalibrationError(
             f"subject {subject.id}: no finite starting point for {spec.model.name}"
         )
-    shapes = tuple(np.shape(x) for x in jax.tree.leaves(arrays))
-    mcmc = _mcmc(spec, shapes, chains, draws, warmup, target_accept)
     k_init, k_run = jax.random.split(key)
     init = z_map + 0.1 * np.asarray(prior.scale) * np.asarray(
         jax.random.normal(k_init, (chains, len(z_map)))
     )
     data = jax.tree.map(jnp.asarray, arrays)
-    mcmc.run(k_run, data, init_params={"z": jnp.asarray(init)})
-    z = np.asarray(mcmc.get_samples(group_by_chain=True)["z"])
-    divergences = int(np.sum(mcmc.get_extra_fields()["diverging"]))
+    run = _nuts_fn(spec, chains, draws, warmup, target_accept)
+    z, diverging = jax.device_get(run(jnp.asarray(init), jax.random.split(k_run, chains), data))
+    z = np.asarray(z)
+    divergences = int(np.sum(diverging))
     ll = np.asarray(_loglik_fn(spec)(jnp.asarray(z.reshape(-1, z.shape[-1])), data))
     ll = ll.reshape(chains, draws, -1)
     rhat = max(float(az.rhat(z[..., i])) for i in range(z.shape[-1]))
