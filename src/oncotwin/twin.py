@@ -184,7 +184,7 @@ class DigitalTwin:
             model, err = get_model(post.model), get_error_model(post.error_model)
             spec = make_spec(model, err, plan)
             arrays = jax.tree.map(
-                jnp.asarray, sub.arrays(post.prior.loc, post.prior.scale, reference)
+                jnp.asarray, sub.arrays(post.prior, reference)
             )
             z = post.flat_z()
             pick = np.random.default_rng([seed, i]).choice(len(z), size=n, replace=n > len(z))

@@ -91,10 +91,8 @@ def posterior_from_record(record: TwinRecord) -> Posterior:
     if record.draws is None:
         raise NotFoundError(f"twin {record.patient_id} v{record.version} was loaded without draws")
     s = record.settings
-    prior_d = s["prior"]["unconstrained_normal"]
     names = tuple(s["names"])
-    prior = Prior(names, np.array([prior_d[n][0] for n in names]), np.array([prior_d[n][1] for n in names]),
-                  s["prior"]["source"])  # fmt: skip
+    prior = Prior.from_dict(s["prior"], names)
     d = record.diagnostics
 
     def number(key: str) -> float:  # NaN is stored as null (JSON has no NaN)

@@ -94,7 +94,7 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
 
         k_start, k_draw = jax.random.split(key)
         n = data.prior_loc.shape[0]
-        jitter = 0.5 * data.prior_scale * jax.random.normal(k_start, (MAP_STARTS - 1, n))
+        jitter = 0.5 * jax.random.normal(k_start, (MAP_STARTS - 1, n)) @ data.prior_chol.T
         starts = jnp.concatenate([data.prior_loc[None], data.prior_loc + jitter])
         zs, losses, gnorms = jax.vmap(optimise)(starts)
         losses = jnp.where(jnp.isfinite(losses), losses, jnp.inf)
@@ -103,7 +103,7 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
         # Laplace: Gaussian with the inverse Hessian. Eigenvalues are floored at the smallest
         # prior precision: a direction the data do not inform is never wider than the prior.
         evals, evecs = jnp.linalg.eigh(_hessian(loss, z_map, exact=spec.closed_form))
-        evals = jnp.maximum(evals, 1.0 / jnp.max(data.prior_scale) ** 2)
+        evals = jnp.maximum(evals, 1.0 / jnp.max(jnp.sum(data.prior_chol**2, axis=1)))
         # Proposal: multivariate Student-t (LAPLACE_DOF) around the mode, LAPLACE_WIDEN times the
         # Laplace scale. Its heavy tails cover the t-like, skewed marginals of small-sample posteriors, so the
         # Pareto-smoothed importance resampling below can move mass into the tails; a Gaussian
@@ -281,7 +281,7 @@ def _laplace_all(
         groups.setdefault((spec, shape), []).append(i)
     out: list[Any] = [None] * len(subjects)
     for (spec, shape), idx in groups.items():
-        arrays = [subjects[i].arrays(prior.loc, prior.scale, None, *shape) for i in idx]
+        arrays = [subjects[i].arrays(prior, None, *shape) for i in idx]
         # Pad the batch to a power of two (repeating the first subject): few compiled shapes.
         pad = [0] * (bucket(len(idx), 1) - len(idx))
         batch = _stack(arrays + [arrays[p] for p in pad])

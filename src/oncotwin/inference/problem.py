@@ -20,6 +20,7 @@ from ..errors import DataError
 from ..models import TumourModel
 from ..observe import ErrorModel
 from ..schedule import ExposureArrays, Schedule
+from .priors import Prior
 from ..simulate import DEFAULT_SOLVER, SolverSettings, trajectory, uses_closed_form
 
 
@@ -59,7 +60,7 @@ class SubjectArrays(NamedTuple):
     ref: Any  # reference size (first uncensored observation), units of the data
     exposure: ExposureArrays
     prior_loc: Any
-    prior_scale: Any
+    prior_chol: Any  # lower Cholesky factor of the prior covariance
 
 
 def bucket(n: int, smallest: int = 8) -> int:
@@ -125,14 +126,13 @@ class SubjectData:
 
     def arrays(
         self,
-        prior_loc: np.ndarray,
-        prior_scale: np.ndarray,
+        prior: Prior,
         reference: dict[str, float] | None = None,
         n_obs: int | None = None,
         n_doses: int | None = None,
         n_switches: int | None = None,
     ) -> SubjectArrays:
-        """Padded arrays for the jitted likelihood."""
+        """Padded arrays for the jitted likelihood, with `prior` as its mean and Cholesky factor."""
         n = len(self.times)
         size = max(n_obs or 0, bucket(n))
         pad = size - n
@@ -146,8 +146,7 @@ class SubjectData:
             n_switches=n_switches or bucket(len(self.schedule.switches), 1),
         )
         return SubjectArrays(
-            tau, y, cens, mask, self.t0, self.ref, exposure, np.asarray(prior_loc, float),
-            np.asarray(prior_scale, float),
+            tau, y, cens, mask, self.t0, self.ref, exposure, np.asarray(prior.loc, float), prior.chol,
         )  # fmt: skip
 
 
@@ -176,8 +175,11 @@ def pointwise_loglik(spec: Spec, z: Any, data: SubjectArrays) -> Any:
 
 
 def log_prior(z: Any, data: SubjectArrays) -> Any:
-    """Normal prior on the unconstrained vector."""
-    return jnp.sum(jax.scipy.stats.norm.logpdf(z, data.prior_loc, data.prior_scale))
+    """(Multivariate) Normal prior on the unconstrained vector."""
+    chol = data.prior_chol
+    r = jax.scipy.linalg.solve_triangular(chol, z - data.prior_loc, lower=True)
+    log_det = jnp.sum(jnp.log(jnp.diagonal(chol)))
+    return -0.5 * jnp.sum(r**2) - log_det - 0.5 * z.shape[-1] * math.log(2 * math.pi)
 
 
 def log_posterior(spec: Spec, z: Any, data: SubjectArrays) -> Any:
@@ -190,7 +192,7 @@ def numpyro_model(spec: Spec, data: SubjectArrays) -> None:
     import numpyro
     import numpyro.distributions as dist
 
-    z = numpyro.sample("z", dist.Normal(data.prior_loc, data.prior_scale).to_event(1))
+    z = numpyro.sample("z", dist.MultivariateNormal(data.prior_loc, scale_tril=data.prior_chol))
     numpyro.factor("loglik", jnp.sum(pointwise_loglik(spec, z, data)))
 
 
