@@ -183,9 +183,7 @@ class DigitalTwin:
                 continue
             model, err = get_model(post.model), get_error_model(post.error_model)
             spec = make_spec(model, err, plan)
-            arrays = jax.tree.map(
-                jnp.asarray, sub.arrays(post.prior, reference)
-            )
+            arrays = jax.tree.map(jnp.asarray, sub.arrays(post.prior, reference))
             z = post.flat_z()
             pick = np.random.default_rng([seed, i]).choice(len(z), size=n, replace=n > len(z))
             lat, obs = _predict_fn(spec)(

@@ -111,7 +111,9 @@ def test_nuts_posterior_and_diagnostics(nuts, subject):
     np.testing.assert_allclose(nuts.params["v0"], subject.ref * np.exp(nuts.z[..., 0]), rtol=1e-12)
     np.testing.assert_allclose(nuts.params["sigma"], np.exp(nuts.z[..., 3]), rtol=1e-12)
     record = d.to_dict()
-    assert record["ok"] is d.ok and record["problems"] == d.problems() and record["pareto_k"] is None
+    assert (
+        record["ok"] is d.ok and record["problems"] == d.problems() and record["pareto_k"] is None
+    )
 
 
 def test_laplace_posterior_and_diagnostics(laplace):

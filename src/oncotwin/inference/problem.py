@@ -20,8 +20,8 @@ from ..errors import DataError
 from ..models import TumourModel
 from ..observe import ErrorModel
 from ..schedule import ExposureArrays, Schedule
-from .priors import Prior
 from ..simulate import DEFAULT_SOLVER, SolverSettings, trajectory, uses_closed_form
+from .priors import Prior
 
 
 @dataclass(frozen=True)
