@@ -8,6 +8,8 @@ each subject's recorded schedule (treatment rows after the last observation are 
 
 from __future__ import annotations
 
+import dataclasses
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,14 +18,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .errors import DataError, ModelError
-from .inference.calibrate import calibrate_subjects, reference_prior, subjects_from
+from .errors import ConvergenceWarning, DataError, ModelError
+from .inference.calibrate import calibrate_subjects, subjects_from
 from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
+from .inference.population import fit_population
 from .inference.posterior import Posterior
+from .inference.priors import Prior
 from .inference.problem import SubjectData
 from .models import get_model
 from .twin import DigitalTwin, stacked_twins
 
+# Population fits behind --reference: enough draws for the predictive mean and covariance.
+POPULATION_SAMPLER: dict[str, Any] = {"chains": 4, "draws": 250, "warmup": 250}
 AUTO_SELECTION_METHOD = "laplace"  # candidates are screened with the fast path, see predict()
 MIN_WEIGHT = 0.05  # models below this stacking weight are dropped from the stack
 
@@ -68,6 +74,20 @@ class PredictResult:
     weights: dict[str, float]
     comparison: ModelComparison | None = None
     warnings: list[str] = field(default_factory=list)
+
+
+def population_prior(model: str, reference: Sequence[SubjectData], seed: int) -> Prior:
+    """A new subject's prior from a population model fitted to the reference cohort."""
+    with warnings.catch_warnings():
+        # a population that fails its diagnostics is still the best prior there is; the
+        # warning is kept in the prior's source
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pop = fit_population(model, reference, seed=seed, source="reference population",
+                             **POPULATION_SAMPLER)  # fmt: skip
+    prior = pop.prior(seed=seed)
+    if not pop.diagnostics.ok:
+        prior = dataclasses.replace(prior, source=prior.source + " (population fit not converged)")
+    return prior
 
 
 def candidates_for(subjects: Sequence[SubjectData]) -> tuple[str, ...]:
@@ -126,8 +146,12 @@ def predict(
     subjects = subjects_from(history, ids=ids)
     ref_subjects = subjects_from(reference) if reference is not None else None
 
+    priors: dict[str, Prior] = {}
+
     def fit(name: str, how: str) -> list[Posterior]:
-        prior = reference_prior(name, ref_subjects, seed=seed) if ref_subjects else None
+        if ref_subjects and name not in priors:
+            priors[name] = population_prior(name, ref_subjects, seed)
+        prior = priors.get(name)
         tick = progress(f"{name} ({how})", len(subjects)) if progress else None
         return calibrate_subjects(
             name, subjects, method=how, prior=prior, seed=seed, progress=tick, **calibration

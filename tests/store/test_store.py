@@ -23,7 +23,7 @@ from oncotwin.store import Store, head_revision, repository
 from oncotwin.store.tables import Base, Event, Forecast, Ingest, Patient, Run, Twin
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-TABLES = {"patients", "events", "ingests", "twins", "forecasts", "runs"}
+TABLES = {"patients", "events", "ingests", "twins", "forecasts", "runs", "populations", "surprises"}
 
 
 def make_events(pid: str = "P1", n_obs: int = 4, *, t0: float = 0.0, **cov: Any) -> pd.DataFrame:
@@ -362,7 +362,7 @@ def test_concurrent_writers(db_url: str, tmp_path: Path) -> None:
 
 def test_migrations_on_empty_database(db_url: str, monkeypatch) -> None:
     with Store(db_url) as store:
-        assert store.schema_revision() == head_revision() == "0001"
+        assert store.schema_revision() == head_revision() == "0002"
         assert TABLES | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
         with store.engine.connect() as conn:  # the migrated schema is what tables.py declares
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
@@ -410,3 +410,41 @@ def test_in_memory_sqlite() -> None:
     with Store("sqlite://") as store:
         store.ingest(make_events())
         assert len(store.events("P1")) == 5
+
+
+# -- populations and surprises ---------------------------------------------------------------
+
+
+def test_population_versions_round_trip(store: Store) -> None:
+    draws = {"mu": np.arange(6.0).reshape(2, 3), "beta": np.zeros((2, 0, 3))}
+    first = store.save_population("lung", model="gompertz", record={"a": 1}, draws=draws)
+    second = store.save_population("lung", model="gompertz", record={"a": 2}, draws=draws)
+    assert (first.version, second.version) == (1, 2)
+    latest = store.population("lung")
+    assert latest.version == 2 and latest.record == {"a": 2}
+    np.testing.assert_array_equal(latest.draws["mu"], draws["mu"])
+    assert latest.draws["beta"].shape == (2, 0, 3)
+    assert store.population("lung", 1).record == {"a": 1}
+    assert [p[:3] for p in store.populations()] == [("lung", 2, "gompertz")]
+    with pytest.raises(NotFoundError, match="stored populations: lung"):
+        store.population("breast")
+    with pytest.raises(NotFoundError, match="version 7"):
+        store.population("lung", 7)
+
+
+def test_surprises_belong_to_a_twin(store: Store) -> None:
+    store.ingest(make_events())
+    twin = store.save_twin("P1", **twin_kwargs())
+    row = {"time": 3.0, "observed": 9.0, "lo": 1.0, "hi": 2.0, "level": 0.95}
+    assert store.save_surprises(twin.id, [row]) == 1
+    (got,) = store.surprises("P1")
+    assert (got.twin_id, got.time, got.observed, got.hi, got.level) == (
+        twin.id,
+        3.0,
+        9.0,
+        2.0,
+        0.95,
+    )
+    with pytest.raises(NotFoundError):
+        store.save_surprises(twin.id + 100, [row])
+    assert store.surprises("P1") == [got]  # the failed write changed nothing

@@ -9,8 +9,10 @@ from oncotwin.store.repository import (
     ForecastRecord,
     IngestResult,
     PatientRow,
+    PopulationRecord,
     RunRecord,
     Store,
+    SurpriseRecord,
     TwinRecord,
     head_revision,
 )
@@ -19,8 +21,10 @@ __all__ = [
     "ForecastRecord",
     "IngestResult",
     "PatientRow",
+    "PopulationRecord",
     "RunRecord",
     "Store",
+    "SurpriseRecord",
     "TwinRecord",
     "head_revision",
 ]

@@ -42,14 +42,26 @@ from sqlalchemy.orm import Session, defer, sessionmaker
 from sqlalchemy.pool import StaticPool
 
 from oncotwin.errors import DataError, NotFoundError, StoreError
-from oncotwin.store.tables import EVENT_COLUMNS, Event, Forecast, Ingest, Patient, Run, Twin
+from oncotwin.store.tables import (
+    EVENT_COLUMNS,
+    Event,
+    Forecast,
+    Ingest,
+    Patient,
+    Population,
+    Run,
+    Surprise,
+    Twin,
+)
 
 __all__ = [
     "ForecastRecord",
     "IngestResult",
     "PatientRow",
+    "PopulationRecord",
     "RunRecord",
     "Store",
+    "SurpriseRecord",
     "TwinRecord",
     "head_revision",
 ]
@@ -122,6 +134,31 @@ class TwinRecord:
     diagnostics: dict[str, Any]
     settings: dict[str, Any]
     converged: bool
+
+
+@dataclass(frozen=True)
+class PopulationRecord:
+    """One stored version of a named population model (``draws`` as saved)."""
+
+    id: int
+    name: str
+    version: int
+    model: str
+    created_at: datetime
+    record: dict[str, Any]
+    draws: dict[str, np.ndarray] = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class SurpriseRecord:
+    """A stored surprise of a twin version."""
+
+    twin_id: int
+    time: float
+    observed: float
+    lo: float
+    hi: float
+    level: float
 
 
 @dataclass(frozen=True)
@@ -539,6 +576,82 @@ class Store:
 
     # -- forecasts -------------------------------------------------------------------------
 
+    # -- populations and surprises ------------------------------------------------------------
+
+    def save_population(
+        self, name: str, *, model: str, record: Mapping[str, Any], draws: Mapping[str, Any]
+    ) -> PopulationRecord:
+        """Store a new version of population `name` (previous + 1).
+
+        Raises:
+            StoreError: the database refused the write (e.g. a concurrent writer took the
+                version number: call again).
+        """
+        with self._tx("save population", write=True) as s:
+            latest = s.scalar(select(func.max(Population.version)).where(Population.name == name))
+            row = Population(
+                name=str(name), version=(latest or 0) + 1, model=str(model),
+                created_at=self._now(), record=_jsonable(dict(record)),
+                draws=_encode_draws(draws),
+            )  # fmt: skip
+            s.add(row)
+            s.flush()
+            return _population_record(row)
+
+    def population(self, name: str, version: int | None = None) -> PopulationRecord:
+        """The latest (or a given) version of population `name`.
+
+        Raises:
+            NotFoundError: no population of that name or version.
+        """
+        with self._tx("read population") as s:
+            q = select(Population).where(Population.name == name)
+            if version is not None:
+                q = q.where(Population.version == int(version))
+            row = s.scalars(q.order_by(Population.version.desc()).limit(1)).first()
+            if row is not None:
+                return _population_record(row)
+            names = sorted(set(s.scalars(select(Population.name))))
+        what = f"version {version} of population {name!r}" if version else f"population {name!r}"
+        raise NotFoundError(f"no {what}; stored populations: {', '.join(names) or 'none'}")
+
+    def populations(self) -> list[tuple[str, int, str, datetime]]:
+        """(name, latest version, model, created_at) of every stored population."""
+        with self._tx("list populations") as s:
+            rows = s.execute(
+                select(
+                    Population.name, Population.version, Population.model, Population.created_at
+                ).order_by(Population.name, Population.version)  # fmt: skip
+            ).all()
+        latest = {r[0]: (r[0], r[1], r[2], r[3]) for r in rows}
+        return list(latest.values())
+
+    def save_surprises(self, twin_id: int, surprises: Iterable[Mapping[str, float]]) -> int:
+        """Record surprises (time, observed, lo, hi, level) of a twin version; returns the count."""
+        rows = [dict(s) for s in surprises]
+        with self._tx("save surprises", write=True) as s:
+            self._require_twin(s, twin_id)
+            now = self._now()
+            for r in rows:
+                s.add(Surprise(twin_id=twin_id, created_at=now, **{k: float(r[k]) for k in
+                               ("time", "observed", "lo", "hi", "level")}))  # fmt: skip
+        return len(rows)
+
+    def surprises(self, patient_id: str) -> list[SurpriseRecord]:
+        """Every surprise recorded for a patient's twins, oldest first."""
+        with self._tx("read surprises") as s:
+            self._require_patient(s, patient_id)
+            q = (
+                select(Surprise)
+                .join(Twin, Twin.id == Surprise.twin_id)
+                .where(Twin.patient_id == patient_id)
+                .order_by(Surprise.id)
+            )
+            return [
+                SurpriseRecord(r.twin_id, r.time, r.observed, r.lo, r.hi, r.level)
+                for r in s.scalars(q)
+            ]
+
     def save_forecast(
         self,
         twin_id: int,
@@ -888,6 +1001,13 @@ def _encode_draws(draws: Mapping[str, Any]) -> bytes:
             with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, a, allow_pickle=False)
     return buf.getvalue()
+
+
+def _population_record(row: Population) -> PopulationRecord:
+    return PopulationRecord(
+        row.id, row.name, row.version, row.model, row.created_at, dict(row.record),
+        _decode_draws(row.draws),
+    )  # fmt: skip
 
 
 def _decode_draws(blob: bytes) -> dict[str, np.ndarray]:

@@ -40,7 +40,9 @@ __all__ = [
     "Forecast",
     "Ingest",
     "Patient",
+    "Population",
     "Run",
+    "Surprise",
     "Twin",
     "UTCDateTime",
 ]
@@ -181,6 +183,36 @@ class Twin(Base):
     diagnostics: Mapped[dict[str, Any]]
     settings: Mapped[dict[str, Any]]
     converged: Mapped[bool] = mapped_column(Boolean)
+
+
+class Surprise(Base):
+    """A new observation outside the previous twin version's 95% predictive interval."""
+
+    __tablename__ = "surprises"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    twin_id: Mapped[int] = mapped_column(ForeignKey("twins.id"), index=True)
+    created_at: Mapped[datetime]
+    time: Mapped[float] = mapped_column(Double)
+    observed: Mapped[float] = mapped_column(Double)
+    lo: Mapped[float] = mapped_column(Double)
+    hi: Mapped[float] = mapped_column(Double)
+    level: Mapped[float] = mapped_column(Double)
+
+
+class Population(Base):
+    """One fitted version of a named population model; rows are never updated or deleted."""
+
+    __tablename__ = "populations"
+    __table_args__ = (UniqueConstraint("name", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    model: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    record: Mapped[dict[str, Any]]
+    draws: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Forecast(Base):
