@@ -259,6 +259,12 @@ def twin_create(
         str, typer.Option(help="Model name, or 'auto' (PSIS-LOO per patient).")
     ] = "gompertz",
     method: Annotated[str, typer.Option(help="'nuts' (default) or 'laplace'.")] = "nuts",
+    prior: Annotated[
+        str | None,
+        typer.Option(
+            help="Name of a stored population whose predictive is the prior (sets the model)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -269,9 +275,14 @@ def twin_create(
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
     with _input_errors(), _store(db) as store:
-        from .workflow import build_cohort, create_twin
+        from .workflow import build_cohort, create_twin, load_population
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
+        extra: dict[str, Any] = {}
+        if prior is not None:
+            pop = load_population(store, prior)
+            model, extra = pop.model, {"prior": pop.prior(seed=seed),
+                                       "error_model": pop.error_model}  # fmt: skip
         with _progress() as progress:
             if model == "auto":
                 tick = progress("calibrating", len(ids))
@@ -283,13 +294,101 @@ def twin_create(
                     tick(1)
             else:
                 done = build_cohort(store, ids, model=model, method=method, seed=seed,
-                                    progress=progress("calibrating", len(ids)))  # fmt: skip
+                                    progress=progress("calibrating", len(ids)), **extra)  # fmt: skip
                 records = [r for r, _ in done]
     if as_json:
         _emit([_twin_summary(r) for r in records])
     else:
         for r in records:
             _print_twin(r)
+
+
+population_app = typer.Typer(
+    help="Fit and inspect population (mixed-effects) models: priors for new patients.",
+    no_args_is_help=True,
+)
+app.add_typer(population_app, name="population")
+
+
+@population_app.command("fit")
+def population_fit(
+    name: Annotated[str, typer.Option("--name", help="Name to store the population under.")],
+    data: Annotated[
+        str | None,
+        typer.Option(
+            help="Event file or shipped data set to ingest first (default: the store's patients)."
+        ),
+    ] = None,
+    db: DbOption = None,
+    model: Annotated[str, typer.Option(help="Structural model.")] = "gompertz",
+    method: Annotated[
+        str, typer.Option(help="'nuts' (default) or 'svi' (large cohorts).")
+    ] = "nuts",
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Fit a population model to a cohort and store it as the next version of NAME."""
+    import warnings
+
+    from .errors import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
+    with _input_errors(), _store(db) as store:
+        from .workflow import fit_named_population, load_source
+
+        if data is not None:
+            source = load_source(data)
+            store.ingest(source, source=data)
+            ids = list(source.ids)
+        else:
+            ids = [r.id for r in store.patients()]
+        _console(stderr=True).print(f"fitting {model} to {len(ids)} patients ({method}) ...")
+        rec = fit_named_population(store, name, ids, model=model, method=method, seed=seed)
+    _show_population(rec, as_json)
+
+
+@population_app.command("show")
+def population_show(
+    name: str,
+    db: DbOption = None,
+    version: Annotated[int | None, typer.Option(help="Version (default latest).")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Typical values, between-patient spread and diagnostics of a stored population."""
+    with _input_errors(), _store(db) as store:
+        rec = store.population(name, version)
+    _show_population(rec, as_json)
+
+
+def _show_population(rec: Any, as_json: bool) -> None:
+    r = rec.record
+    if as_json:
+        _emit({"name": rec.name, "version": rec.version, "created_at": rec.created_at, **r})
+        return
+    from rich.table import Table
+
+    con = _console()
+    ok = not r["diagnostics"].get("problems")
+    status = "[green]converged[/]" if ok else "[bold red]NOT CONVERGED[/]"
+    con.print(
+        f"[bold]population {rec.name}[/] v{rec.version}: {r['model']} on {len(r['subjects'])} "
+        f"patients ({r['method']}), {status}"
+    )
+    for problem in r["diagnostics"].get("problems", []):
+        con.print(f"  [red]- {problem}[/]")
+    table = Table("parameter", "typical value (90% CI)", "between-patient SD, log scale (90% CI)")
+    for pname, s in r["summary"].items():
+        t = s["typical"]
+        om = s.get("omega")
+        spread = f"{om[0]:.3g} ({om[1]:.3g}–{om[2]:.3g})" if om else "shared"
+        unit = s.get("unit", "")
+        table.add_row(pname, f"{t[0]:.4g} ({t[1]:.4g}–{t[2]:.4g}) {unit}", spread)
+    con.print(table)
+    names = [n for n, s in r["summary"].items() if "omega" in s]
+    corr = r["correlation"]
+    con.print("random-effect correlation: " + "; ".join(
+        f"{names[i]}-{names[j]} {corr[i][j]:+.2f}" for i in range(len(names)) for j in range(i)
+    ))  # fmt: skip
 
 
 @twin_app.command("show")

@@ -5,6 +5,7 @@ The CLI (and later the service) call these functions; they hold no science of th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from .data.datasets import load as load_dataset
 from .errors import DataError, NotFoundError
 from .inference.calibrate import calibrate_subjects
 from .inference.compare import compare
+from .inference.population import Population, fit_population, population_from_arrays
 from .inference.posterior import Diagnostics, Posterior
 from .inference.priors import Prior
 from .inference.problem import SubjectData
@@ -28,28 +30,62 @@ from .models import get_model
 from .observe import get_error_model
 from .predict import candidates_for
 from .schedule import Dose, Schedule, Switch
-from .store import IngestResult, Store, TwinRecord
+from .store import IngestResult, PopulationRecord, Store, TwinRecord
 from .twin import DigitalTwin, Forecast
 
 FORECAST_POINTS = 60
 
 
-def ingest(store: Store, source: str, *, time_unit: str = "day") -> IngestResult:
-    """Ingest an event-table file, or a shipped data set by name, in one transaction."""
+def load_source(source: str, *, time_unit: str = "day") -> PatientData:
+    """An event-table file, or a shipped data set by name."""
     if source in DATASETS:
-        return store.ingest(load_dataset(source), source=f"dataset:{source}")
+        return load_dataset(source)
     path = Path(source)
     if not path.exists():
         raise DataError(
             f"no such file, and not a shipped data set (known: {', '.join(DATASETS)})", file=source
         )
-    return store.ingest(read_events(path, time_unit=time_unit), source=str(path))
+    return read_events(path, time_unit=time_unit)
+
+
+def ingest(store: Store, source: str, *, time_unit: str = "day") -> IngestResult:
+    """Ingest an event-table file, or a shipped data set by name, in one transaction."""
+    data = load_source(source, time_unit=time_unit)
+    return store.ingest(data, source=f"dataset:{source}" if source in DATASETS else source)
 
 
 def patient_data(store: Store, patient_id: str, as_of: datetime | None = None) -> PatientData:
     """A patient's events from the store, as PatientData (what was known at `as_of`)."""
     events = store.events(patient_id, as_of=as_of)
     return PatientData.from_frame(events, source=f"store:{patient_id}")
+
+
+def fit_named_population(
+    store: Store,
+    name: str,
+    patient_ids: Sequence[str],
+    *,
+    model: str = "gompertz",
+    method: str = "nuts",
+    seed: int = 0,
+    **settings: Any,
+) -> PopulationRecord:
+    """Fit a population model to stored patients and save it as the next version of `name`."""
+    as_of = datetime.now(UTC)
+    subjects = [
+        SubjectData.from_events(pid, patient_data(store, pid, as_of).events) for pid in patient_ids
+    ]
+    pop = fit_population(model, subjects, method=method, seed=seed, source=f"population {name}",
+                         **settings)  # fmt: skip
+    record = pop.record() | {"summary": pop.summary(), "correlation": pop.correlation().tolist()}
+    return store.save_population(name, model=pop.model, record=record, draws=pop.arrays())
+
+
+def load_population(store: Store, name: str, version: int | None = None) -> Population:
+    """A stored population model."""
+    rec = store.population(name, version)
+    pop = population_from_arrays(rec.record, rec.draws)
+    return dataclasses.replace(pop, source=f"population {name} v{rec.version}")
 
 
 def create_twin(

@@ -116,7 +116,7 @@ class Population:
         rng = np.random.default_rng(seed)
         eta = rng.standard_normal((PREDICTIVE_DRAWS, *self.mu.shape))
         shift = np.einsum("p,spd->sd", x, self.beta) if len(x) else 0.0
-        effects = np.einsum("sde,ksd->kse", self.corr_chol, eta) * self.omega
+        effects = np.einsum("sde,kse->ksd", self.corr_chol, eta) * self.omega
         z = (self.mu + shift + effects).reshape(-1, self.n_model)
         cov = np.zeros((len(self.names),) * 2)
         cov[: self.n_model, : self.n_model] = np.cov(z, rowvar=False)
@@ -350,8 +350,9 @@ def fit_population(
             k: np.asarray(v).reshape(chains * draws, *np.shape(v)[2:]) for k, v in samples.items()
         }
     else:
-        flat = _svi(spec, data, jnp.asarray(x), hyper, init, key, svi_steps, chains * draws)
-        diagnostics = Diagnostics("svi", chains=1)
+        flat, converged = _svi(spec, data, jnp.asarray(x), hyper, init, key, svi_steps,
+                               chains * draws)  # fmt: skip
+        diagnostics = Diagnostics("svi", chains=1, optimizer_converged=converged)
         settings = {"steps": svi_steps, "draws": chains * draws, "guide": "AutoMultivariateNormal"}
     z_subjects = (
         flat["mu"][:, None, :]
@@ -397,8 +398,12 @@ def _diagnostics(samples: Mapping[str, Any], divergences: int, chains: int) -> D
 def _svi(
     spec: Spec, data: SubjectArrays, x: Any, hyper: Any, init: dict[str, Any], key: Any,
     steps: int, n_draws: int,
-) -> dict[str, np.ndarray]:  # fmt: skip
-    """SVI with a multivariate-Normal guide (Kucukelbir A et al. JMLR 2017;18:1-45)."""
+) -> tuple[dict[str, np.ndarray], bool]:  # fmt: skip
+    """SVI with a multivariate-Normal guide (Kucukelbir A et al. JMLR 2017;18:1-45).
+
+    Returns the guide's draws and whether the ELBO settled: the mean loss of the last tenth of
+    the steps within one unit (nats) of the tenth before it.
+    """
     import optax
     from numpyro.infer import SVI, Predictive, Trace_ELBO
     from numpyro.infer.autoguide import AutoMultivariateNormal
@@ -411,4 +416,10 @@ def _svi(
     sites = ("mu", "omega", "corr_chol", "beta", "z_error", "eta")
     pred = Predictive(guide, params=params, num_samples=n_draws, return_sites=list(sites))
     samples = pred(k_draw, spec, data, x, hyper)
-    return {k: np.asarray(samples[k]) for k in sites}
+    losses = np.asarray(result.losses)
+    tenth = max(len(losses) // 10, 1)
+    settled = bool(
+        np.all(np.isfinite(losses[-tenth:]))
+        and abs(losses[-tenth:].mean() - losses[-2 * tenth : -tenth].mean()) < 1.0
+    )
+    return {k: np.asarray(samples[k]) for k in sites}, settled

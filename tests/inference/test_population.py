@@ -1,0 +1,94 @@
+"""Population (mixed-effects) fits: recovery of known population parameters, and the prior
+they hand to a new subject.
+
+Reference: a synthetic cohort drawn from the model itself (exponential growth, log-normal random
+effects with known typical values, spreads and correlation; 10% proportional noise), seed 0.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from oncotwin.errors import CalibrationError, ModelError
+from oncotwin.inference.population import fit_population, population_from_arrays
+from oncotwin.inference.problem import SubjectData
+from oncotwin.schedule import Schedule
+
+TYPICAL_A = 0.1  # 1/day
+OMEGA = np.array([0.1, 0.3])  # between-subject SD of log(v0 / ref) and log(a)
+RHO = 0.6  # correlation of the two random effects
+TIMES = np.arange(0.0, 15.0, 2.0)
+
+
+def cohort(n: int = 24, seed: int = 0) -> tuple[list[SubjectData], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    corr = np.array([[1.0, RHO], [RHO, 1.0]])
+    eta = rng.multivariate_normal(np.zeros(2), corr * np.outer(OMEGA, OMEGA), size=n)
+    subjects = []
+    for i, (e_v, e_a) in enumerate(eta):
+        v0, a = 100.0 * np.exp(e_v), TYPICAL_A * np.exp(e_a)
+        y = v0 * np.exp(a * TIMES) * np.exp(0.1 * rng.standard_normal(len(TIMES)))
+        subjects.append(
+            SubjectData(f"s{i}", TIMES, y, np.zeros(len(TIMES), bool), Schedule(), "volume", "mm3")
+        )
+    return subjects, eta
+
+
+@pytest.fixture(scope="module")
+def population():
+    subjects, _ = cohort()
+    return fit_population("exponential", subjects, seed=1, chains=2, draws=500, warmup=500)
+
+
+def test_population_recovers_known_parameters(population):
+    """Typical growth rate, between-subject SD of the rate and the noise SD lie inside their
+    posterior 90% intervals (the v0 random effect is relative to each subject's first noisy
+    observation, so its typical value is 1 up to noise: also checked)."""
+    pop = population
+    assert pop.diagnostics.ok, pop.diagnostics.problems()
+    summary = pop.summary()
+    _, lo, hi = summary["a"]["typical"]
+    assert lo < TYPICAL_A < hi
+    _, lo, hi = summary["a"]["omega"]
+    assert lo < OMEGA[1] < hi
+    _, lo, hi = summary["sigma"]["typical"]
+    assert lo < 0.1 < hi
+    _, lo, hi = summary["v0"]["typical"]
+    assert lo < 1.0 < hi
+    assert pop.z_subjects.shape == (1000, 24, 2)
+
+
+def test_prior_for_a_new_subject_is_the_population_predictive(population):
+    """The new-subject prior's mean and SD of log(a) match mu and sqrt(E[omega^2] + Var[mu])."""
+    prior = population.prior(seed=0)
+    assert prior.names == ("v0", "a", "sigma") and prior.cov is not None
+    mu, omega = population.mu[:, 1], population.omega[:, 1]
+    expected_sd = np.sqrt(np.mean(omega**2) + np.var(mu))
+    assert abs(prior.loc[1] - mu.mean()) < 0.05 * expected_sd + 0.01
+    assert abs(prior.scale[1] / expected_sd - 1.0) < 0.05
+    # error parameter independent of the random effects
+    assert prior.cov[2, 0] == prior.cov[2, 1] == 0.0
+
+
+def test_population_round_trips_through_its_arrays(population):
+    back = population_from_arrays(population.record(), population.arrays())
+    np.testing.assert_array_equal(back.mu, population.mu)
+    assert back.diagnostics.to_dict() == population.diagnostics.to_dict()
+    assert back.subjects == population.subjects
+    np.testing.assert_allclose(back.prior(seed=3).cov, population.prior(seed=3).cov)
+
+
+def test_covariates_and_errors():
+    subjects, _ = cohort(n=6)
+    with pytest.raises(CalibrationError, match="at least 3"):
+        fit_population("exponential", subjects[:2])
+    with pytest.raises(ModelError, match="unknown population method"):
+        fit_population("exponential", subjects, method="em")
+    covariates = {s.id: {"age": 50.0 + i} for i, s in enumerate(subjects)}
+    pop = fit_population("exponential", subjects, covariates=covariates, method="svi",
+                         svi_steps=500, chains=1, draws=200)  # fmt: skip
+    assert pop.covariates == ("age",) and pop.beta.shape == (200, 1, 2)
+    with pytest.raises(ModelError, match="covariates"):
+        pop.prior()
+    assert pop.prior({"age": 52.0}).names == ("v0", "a", "sigma")
