@@ -166,6 +166,25 @@ def test_store_workflow(tmp_path: Path) -> None:
     assert code == 2 and "nobody" in text
 
 
+def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Path]) -> None:
+    db = str(tmp_path / "pop.db")
+    code, out = run("population", "fit", "--name", "lung", "--data", str(lung_split["H"]),
+                    "--method", "svi", "--db", db, "--json")  # fmt: skip
+    assert code == 0, out
+    fitted = json.loads(out[out.index("{") :])
+    assert fitted["version"] == 1 and fitted["subjects"] == ["lung-0", "lung-1", "lung-2"]
+    assert set(fitted["summary"]) == {"v0", "alpha", "beta", "sigma"}
+    code, out = run("population", "show", "lung", "--db", db)
+    assert code == 0 and "population lung" in out and "between-patient" in out
+    code, out = run("twin", "create", "lung-1", "--prior", "lung", "--method", "laplace",
+                    "--db", db, "--json")  # fmt: skip
+    assert code == 0, out
+    (twin,) = json.loads(out[out.index("[") :])
+    assert twin["model"] == "gompertz"
+    code, out = run("twin", "create", "lung-1", "--prior", "nope", "--db", db)
+    assert code == 2 and "no population 'nope'" in out
+
+
 def test_ingest_bad_file_changes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'a.db'}"
     bad = tmp_path / "bad.csv"
