@@ -185,6 +185,35 @@ def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Pat
     assert code == 2 and "no population 'nope'" in out
 
 
+def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) -> None:
+    db = str(tmp_path / "u.db")
+    ev = datasets.load("vaghi2020-lung").events
+    ev = ev[ev["id"] == "lung-3"].reset_index(drop=True)
+    ev.iloc[:9].to_csv(tmp_path / "first.csv", index=False)
+    new = ev.iloc[9:10].copy()
+    new.to_csv(tmp_path / "next.csv", index=False)
+    outlier = new.assign(time=new["time"] + 1.0, dv=new["dv"] * 4.0)
+    outlier.to_csv(tmp_path / "outlier.csv", index=False)
+    assert run("ingest", str(tmp_path / "first.csv"), "--db", db)[0] == 0
+    code, out = run("twin", "create", "lung-3", "--method", "nuts", "--db", db)
+    assert code == 0, out
+    code, out = run("twin", "update", "lung-3", str(tmp_path / "next.csv"), "--db", db, "--json")
+    assert code == 0, out
+    step = json.loads(out[out.index("{") :])
+    assert step["version"] == 2 and step["update"] in ("reweighted", "recalibrated")
+    assert step["surprises"] == []  # the mouse's real next volume is no surprise
+    code, out = run("twin", "update", "lung-3", str(tmp_path / "outlier.csv"), "--db", db)
+    assert code == 0, out
+    assert "surprise at day" in out
+    from oncotwin.store import Store
+
+    with Store(db) as store:
+        (surprise,) = store.surprises("lung-3")
+        assert surprise.observed == pytest.approx(float(outlier["dv"].iloc[0]))
+        assert surprise.observed > surprise.hi
+        assert store.twin("lung-3").version == 3
+
+
 def test_ingest_bad_file_changes_nothing(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'a.db'}"
     bad = tmp_path / "bad.csv"

@@ -31,7 +31,6 @@ _EXPORTS = {
     "get_model": "oncotwin.models",
     "predict": "oncotwin.predict",
     "read_events": "oncotwin.data",
-    "reference_prior": "oncotwin.inference.calibrate",
     "simulate": "oncotwin.simulate",
     "write_events": "oncotwin.data",
 }

@@ -303,6 +303,45 @@ def twin_create(
             _print_twin(r)
 
 
+@twin_app.command("update")
+def twin_update(
+    patient: str,
+    source: Annotated[
+        str | None,
+        typer.Argument(help="Event file with the new rows (default: what the store has)."),
+    ] = None,
+    db: DbOption = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    time_unit: Annotated[str, typer.Option(help="Time unit of the file.")] = "day",
+    as_json: JsonOption = False,
+) -> None:
+    """Assimilate new data into the latest twin (reweighting when sound) and store the next version."""
+    import warnings
+
+    from .errors import ConvergenceWarning
+
+    warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
+    with _input_errors(), _store(db) as store:
+        from .workflow import update_twin
+
+        record, update = update_twin(store, patient, source, seed=seed, time_unit=time_unit)
+    surprises = [x.__dict__ for x in update.surprises]
+    if as_json:
+        _emit(_twin_summary(record) | {"update": update.how, "reason": update.reason,
+                                       "surprises": surprises})  # fmt: skip
+        return
+    _print_twin(record)
+    how = update.how + (f" ({update.reason})" if update.reason else "")
+    con = _console()
+    con.print(f"update: {how}")
+    for x in update.surprises:
+        con.print(
+            f"[bold yellow]surprise[/] at day {x.time:g}: observed {x.observed:.4g}, outside the "
+            f"previous version's {x.level:.0%} interval {x.lo:.4g}–{x.hi:.4g}; the model may be "
+            "wrong for this patient (resistance, pseudoprogression?)"
+        )
+
+
 population_app = typer.Typer(
     help="Fit and inspect population (mixed-effects) models: priors for new patients.",
     no_args_is_help=True,

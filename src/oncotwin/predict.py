@@ -9,6 +9,7 @@ each subject's recorded schedule (treatment rows after the last observation are 
 from __future__ import annotations
 
 import dataclasses
+import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,18 +77,32 @@ class PredictResult:
     warnings: list[str] = field(default_factory=list)
 
 
-def population_prior(model: str, reference: Sequence[SubjectData], seed: int) -> Prior:
-    """A new subject's prior from a population model fitted to the reference cohort."""
+def baseline_size(subject: SubjectData) -> dict[str, float]:
+    """The covariate population priors use: log of the first observed size.
+
+    Growth slows as a tumour grows, so how fast a tumour will grow depends on how large it is;
+    with size parameters relative to the first observation, only this covariate tells the
+    population about absolute size.
+    """
+    return {"log_baseline": math.log(subject.ref)}
+
+
+def population_priors(
+    model: str, reference: Sequence[SubjectData], subjects: Sequence[SubjectData], seed: int
+) -> list[Prior]:
+    """Each subject's prior from a population model fitted to the reference cohort."""
+    covariates = {s.id: baseline_size(s) for s in reference}
     with warnings.catch_warnings():
         # a population that fails its diagnostics is still the best prior there is; the
-        # warning is kept in the prior's source
+        # failure is written into each prior's source
         warnings.simplefilter("ignore", ConvergenceWarning)
-        pop = fit_population(model, reference, seed=seed, source="reference population",
-                             **POPULATION_SAMPLER)  # fmt: skip
-    prior = pop.prior(seed=seed)
+        pop = fit_population(model, reference, covariates=covariates, seed=seed,
+                             source="reference population", **POPULATION_SAMPLER)  # fmt: skip
+    priors = [pop.prior(baseline_size(s), seed=seed) for s in subjects]
     if not pop.diagnostics.ok:
-        prior = dataclasses.replace(prior, source=prior.source + " (population fit not converged)")
-    return prior
+        note = " (population fit not converged)"
+        priors = [dataclasses.replace(p, source=p.source + note) for p in priors]
+    return priors
 
 
 def candidates_for(subjects: Sequence[SubjectData]) -> tuple[str, ...]:
@@ -146,11 +161,11 @@ def predict(
     subjects = subjects_from(history, ids=ids)
     ref_subjects = subjects_from(reference) if reference is not None else None
 
-    priors: dict[str, Prior] = {}
+    priors: dict[str, list[Prior]] = {}
 
     def fit(name: str, how: str) -> list[Posterior]:
         if ref_subjects and name not in priors:
-            priors[name] = population_prior(name, ref_subjects, seed)
+            priors[name] = population_priors(name, ref_subjects, subjects, seed)
         prior = priors.get(name)
         tick = progress(f"{name} ({how})", len(subjects)) if progress else None
         return calibrate_subjects(

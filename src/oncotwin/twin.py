@@ -209,6 +209,34 @@ class DigitalTwin:
             self.subject.unit, plan, self.warning, provenance,
         )  # fmt: skip
 
+    def update(
+        self, new: SubjectData, *, seed: int = 0, data_version: str | None = None, **kwargs: Any
+    ) -> tuple[DigitalTwin, Any]:
+        """The twin given new observations of its subject (sequential data assimilation).
+
+        Each posterior is updated by one sequential Monte Carlo step (reweight, resample,
+        Metropolis-Hastings rejuvenation), or recalibrated when the new data move it too far;
+        see :func:`~oncotwin.inference.assimilate.assimilate`. A stacked twin updates each
+        model's posterior separately and keeps its weights (they were learnt on a cohort, not
+        on this subject's observations); its :class:`~oncotwin.inference.assimilate.Update` is
+        that of the heaviest model, with surprises judged against the stacked forecast.
+
+        Args:
+            new: the subject's data with observations appended (the old ones unchanged).
+            seed: random seed.
+            data_version: version of `new` (provenance of the new twin; default None).
+            **kwargs: min_ess_fraction, rejuvenation_steps, fallback_method (see assimilate).
+
+        Returns:
+            (the new twin, the :class:`~oncotwin.inference.assimilate.Update`).
+
+        Raises:
+            DataError: `new` does not extend the twin's data.
+        """
+        from .inference.assimilate import update_twin
+
+        return update_twin(self, new, seed=seed, data_version=data_version, **kwargs)
+
 
 def stacked_twins(
     subjects: Sequence[SubjectData],

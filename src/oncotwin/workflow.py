@@ -20,6 +20,7 @@ from .data import PatientData, read_events
 from .data.datasets import DATASETS
 from .data.datasets import load as load_dataset
 from .errors import DataError, NotFoundError
+from .inference.assimilate import Update
 from .inference.calibrate import calibrate_subjects
 from .inference.compare import compare
 from .inference.population import Population, fit_population, population_from_arrays
@@ -139,7 +140,8 @@ def posterior_from_record(record: TwinRecord) -> Posterior:
         method=d["method"], rhat_max=number("rhat_max"), ess_bulk_min=number("ess_bulk_min"),
         ess_tail_min=number("ess_tail_min"), divergences=int(d.get("divergences") or 0),
         chains=int(d.get("chains") or 1), optimizer_converged=bool(d.get("optimizer_converged", True)),
-        pareto_k=number("pareto_k"),
+        pareto_k=number("pareto_k"), ess_fraction=number("ess_fraction"),
+        acceptance=number("acceptance"),
     )  # fmt: skip
     params = {k.split(":", 1)[1]: v for k, v in record.draws.items() if k.startswith("param:")}
     return Posterior(
@@ -164,6 +166,35 @@ def load_twin(
     return DigitalTwin(
         subject, [posterior_from_record(record)], data_version=record.data_version
     ), record
+
+
+def update_twin(
+    store: Store, patient_id: str, source: str | None = None, *, seed: int = 0,
+    time_unit: str = "day",
+) -> tuple[TwinRecord, Update]:  # fmt: skip
+    """Assimilate new data into a patient's latest twin and store the next version.
+
+    `source` (an event file) is ingested first (one transaction; a bad file changes nothing).
+    The previous version's posterior is reweighted and rejuvenated (sequential Monte Carlo)
+    when that is sound, else recalibrated; new observations outside the previous version's
+    95% predictive interval are stored as surprises of the new version.
+    """
+    if source is not None:
+        data = load_source(source, time_unit=time_unit)
+        if patient_id not in data.ids:
+            raise DataError(f"the file has no rows for patient {patient_id!r}", file=source)
+        store.ingest(data, source=source)
+    twin, _ = load_twin(store, patient_id)
+    as_of = datetime.now(UTC)
+    data = patient_data(store, patient_id, as_of)
+    new = SubjectData.from_events(patient_id, data.events, twin.subject.kind)
+    updated, update = twin.update(new, seed=seed)
+    record = _save(store, new, data.version, updated.posteriors[0], as_of)
+    store.save_surprises(record.id, [
+        {"time": x.time, "observed": x.observed, "lo": x.lo, "hi": x.hi, "level": x.level}
+        for x in update.surprises
+    ])  # fmt: skip
+    return record, update
 
 
 def continue_schedule(schedule: Schedule, until: float) -> Schedule:

@@ -7,7 +7,6 @@ subject (or the next version of a twin) reuses them: "jit once per shape".
 from __future__ import annotations
 
 import functools
-import math
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -193,7 +192,7 @@ def calibrate_subjects(
     *,
     method: str = "nuts",
     error_model: str | ErrorModel = "proportional",
-    prior: Prior | None = None,
+    prior: Prior | Sequence[Prior] | None = None,
     seed: int = 0,
     chains: int = 4,
     draws: int = 1000,
@@ -209,7 +208,8 @@ def calibrate_subjects(
         subjects: prepared subjects (see :class:`SubjectData`).
         method: "nuts" (NumPyro NUTS, the default) or "laplace" (MAP + Laplace, fast).
         error_model: "proportional" or "combined".
-        prior: prior on the unconstrained parameters; default the models' declared priors.
+        prior: prior on the unconstrained parameters, or one per subject (e.g. a population
+            prior given each subject's covariates); default the models' declared priors.
         seed: random seed; subject i uses ``fold_in(seed, i)``, so results do not depend on
             which other subjects are calibrated alongside.
         chains, draws, warmup: NUTS settings (Laplace draws ``chains * draws`` in one chain).
@@ -228,11 +228,17 @@ def calibrate_subjects(
     if method not in METHODS:
         raise ModelError(f"unknown calibration method {method!r}; use one of {METHODS}")
     m, err = get_model(model), get_error_model(error_model)
-    prior = prior or Prior.default(m, err)
-    if len(prior.names) != len(m.params) + len(err.params):
-        raise ModelError(
-            f"prior is for {prior.names}, model needs {m.param_names + err.param_names}"
-        )
+    if prior is None or isinstance(prior, Prior):
+        priors = [prior or Prior.default(m, err)] * len(subjects)
+    else:
+        priors = list(prior)
+        if len(priors) != len(subjects):
+            raise ModelError(f"{len(priors)} priors for {len(subjects)} subjects")
+    for p in priors:
+        if p.names != m.param_names + err.param_names:
+            raise ModelError(
+                f"prior is for {p.names}, model needs {m.param_names + err.param_names}"
+            )
     if method == "nuts":
         settings = {"method": method, "chains": chains, "draws": draws, "warmup": warmup,
                     "target_accept": target_accept, "dense_mass": True}  # fmt: skip
@@ -241,9 +247,9 @@ def calibrate_subjects(
                     "proposal_scale": LAPLACE_WIDEN, "map_starts": MAP_STARTS}  # fmt: skip
     settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
     n_laplace = chains * draws if method == "laplace" else 1
-    fits = _laplace_all(m, err, subjects, prior, seed, solver, n_laplace)
+    fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace)
     out = []
-    for subject, (spec, arrays, key, res) in zip(subjects, fits, strict=True):
+    for subject, prior, (spec, arrays, key, res) in zip(subjects, priors, fits, strict=True):
         if method == "laplace":
             idx, khat = _psis_resample(res["log_weights"], seed)
             diag = Diagnostics(
@@ -261,7 +267,7 @@ def calibrate_subjects(
 
 
 def _laplace_all(
-    m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], prior: Prior, seed: int,
+    m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], priors: Sequence[Prior], seed: int,
     solver: SolverSettings, n_draws: int,
 ) -> list[tuple[Spec, SubjectArrays, Any, dict[str, np.ndarray]]]:  # fmt: skip
     """MAP + Laplace for every subject, vmapped over subjects that share a compiled function.
@@ -281,7 +287,7 @@ def _laplace_all(
         groups.setdefault((spec, shape), []).append(i)
     out: list[Any] = [None] * len(subjects)
     for (spec, shape), idx in groups.items():
-        arrays = [subjects[i].arrays(prior, None, *shape) for i in idx]
+        arrays = [subjects[i].arrays(priors[i], None, *shape) for i in idx]
         # Pad the batch to a power of two (repeating the first subject): few compiled shapes.
         pad = [0] * (bucket(len(idx), 1) - len(idx))
         batch = _stack(arrays + [arrays[p] for p in pad])
@@ -355,31 +361,3 @@ def subjects_from(
 ) -> list[SubjectData]:
     """Prepared :class:`SubjectData` for each subject of `data` (all, or `ids`)."""
     return [SubjectData.from_events(i, data.subject(i).events, kind) for i in (ids or data.ids)]
-
-
-def reference_prior(
-    model: str | TumourModel,
-    reference: Sequence[SubjectData],
-    *,
-    error_model: str | ErrorModel = "proportional",
-    seed: int = 0,
-    min_scale: float = 0.1,
-    label: str = "reference cohort",
-) -> Prior:
-    """A prior learnt from a reference cohort (empirical Bayes).
-
-    Each reference subject is fitted by MAP under the default prior; the prior for a new subject
-    is Normal with the median and the robust spread (1.4826 x MAD, at least `min_scale`) of those
-    estimates on the unconstrained scale, where size parameters are relative to each subject's
-    reference size, so the prior transfers across units and scales.
-    """
-    m, err = get_model(model), get_error_model(error_model)
-    default = Prior.default(m, err)
-    fits = _laplace_all(m, err, reference, default, seed, DEFAULT_SOLVER, 1)
-    zmap = np.array([res["z_map"] for *_, res in fits if np.all(np.isfinite(res["z_map"]))])
-    if len(zmap) == 0:
-        raise CalibrationError(f"no reference subject could be fitted with {m.name}")
-    loc = np.median(zmap, axis=0)
-    mad = 1.4826 * np.median(np.abs(zmap - loc), axis=0)
-    scale = np.maximum(mad * math.sqrt(1 + 1 / len(zmap)), min_scale)
-    return Prior(default.names, loc, scale, f"{label} ({len(zmap)} subjects, MAP estimates)")

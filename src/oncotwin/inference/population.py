@@ -324,7 +324,7 @@ def fit_population(
         "err_loc": jnp.asarray(default.loc[d:]), "err_scale": jnp.asarray(default.scale[d:]),
     }  # fmt: skip
     # Start from the individual MAP estimates (robust location and spread of them).
-    fits = _laplace_all(m, err, subjects, default, seed, DEFAULT_SOLVER, 1)
+    fits = _laplace_all(m, err, subjects, [default] * len(subjects), seed, DEFAULT_SOLVER, 1)
     zmap = np.array([res["z_map"] for *_, res in fits])
     if not np.any(np.all(np.isfinite(zmap), axis=1)):
         raise CalibrationError(f"no subject of the cohort could be fitted with {m.name}")

@@ -14,6 +14,7 @@ from .priors import Prior
 RHAT_MAX = 1.01
 ESS_MIN_PER_CHAIN = 100  # bulk and tail ESS >= 100 per chain (Vehtari et al. 2021)
 KHAT_MAX = 0.7  # Pareto k of the Laplace importance weights (Yao et al. 2018)
+ACCEPTANCE_MIN = 0.1  # SMC rejuvenation: fewer accepted moves leave resampled duplicates in place
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,9 @@ class Diagnostics:
     NUTS: R-hat (rank-normalised split), bulk and tail ESS, divergent transitions
     (Vehtari A et al. Bayesian Analysis 2021;16:667-718). Laplace: whether the optimiser
     converged and the Pareto k of importance weights p/q (Yao Y et al. ICML 2018).
+    SMC (sequential update, :mod:`oncotwin.inference.assimilate`): the Pareto k of the
+    incremental weights, their effective sample size as a fraction of the draws, and the
+    acceptance rate of the Metropolis-Hastings rejuvenation moves.
     """
 
     method: str
@@ -33,6 +37,8 @@ class Diagnostics:
     chains: int = 1
     optimizer_converged: bool = True
     pareto_k: float = float("nan")
+    ess_fraction: float = float("nan")
+    acceptance: float = float("nan")
 
     def problems(self) -> list[str]:
         """Plain-language list of what failed (empty when the posterior can be trusted)."""
@@ -51,6 +57,18 @@ class Diagnostics:
                 out.append(
                     f"{self.divergences} divergent transitions: the sampler missed part of the posterior"
                 )
+        elif self.method == "smc":
+            if not self.pareto_k <= KHAT_MAX:
+                out.append(
+                    f"the new data moved the posterior too far for reweighting (Pareto k {self.pareto_k:.2f} > {KHAT_MAX})"
+                )
+            if not self.acceptance >= ACCEPTANCE_MIN:
+                out.append(
+                    f"the rejuvenation moves were rarely accepted (acceptance {self.acceptance:.2f} < {ACCEPTANCE_MIN})"
+                )
+        elif self.method == "svi":
+            if not self.optimizer_converged:
+                out.append("the variational fit did not converge (the ELBO was still changing)")
         else:
             if not self.optimizer_converged:
                 out.append("the optimiser did not converge to a mode")
