@@ -212,6 +212,10 @@ def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) 
         assert surprise.observed == pytest.approx(float(outlier["dv"].iloc[0]))
         assert surprise.observed > surprise.hi
         assert store.twin("lung-3").version == 3
+    code, out = run("report", "lung-3", "--db", db, "--out", str(tmp_path / "r.html"))
+    assert code == 0, out
+    page = (tmp_path / "r.html").read_text()
+    assert "Surprises" in page and "outside the previous forecast" in page
 
 
 def test_ingest_bad_file_changes_nothing(tmp_path: Path) -> None:

@@ -361,12 +361,19 @@ def write_patient_page(
         sc.name: forecast_and_save(store, twin, record, sc, until, seed=seed)
         for sc in scenarios(twin, until)
     }
+    versions = store.twin_history(patient_id)
     history = [
         {"version": r.version, "created": r.created_at, "model": r.model, "data version": r.data_version,
          "converged": r.converged}
-        for r in store.twin_history(patient_id)
+        for r in versions
+    ]  # fmt: skip
+    version_of = {r.id: r.version for r in versions}
+    surprises = [
+        {"time": x.time, "observed": x.observed, "lo": x.lo, "hi": x.hi, "version": version_of[x.twin_id]}
+        for x in store.surprises(patient_id)
     ]  # fmt: skip
     provenance = {"twin version": record.version, **(provenance or {})}
-    write_patient_report(path, twin, forecasts, history=history, provenance=provenance)
+    write_patient_report(path, twin, forecasts, history=history, surprises=surprises,
+                         provenance=provenance)  # fmt: skip
     entry = CohortEntry.from_forecast(twin, next(iter(forecasts.values())), link=link)
     return PatientPage(twin, record, forecasts, entry)
