@@ -1,0 +1,118 @@
+"""Speed of the population workflow (issue targets in brackets), warm unless said otherwise.
+
+- population fit, vaghi2020-breast (66 subjects x ~9 observations), NUTS 4 chains x 500
+  (+500 warm-up)                                                     [<= 5 s]
+- the same by SVI (3000 steps)                                       (fast alternative)
+- one twin update (one new observation, SMC reweighting)            [<= 0.5 s]
+- calibrating 1,000 subjects with a population prior, batched Laplace  [<= 60 s]
+- `oncotwin predict` on the 66-subject breast file, end to end, cold process and cold JAX
+  cache                                                              [<= 30 s]
+
+Usage: python benchmarks/population.py [--skip-nuts]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from oncotwin import datasets
+from oncotwin.errors import ConvergenceWarning
+from oncotwin.inference.calibrate import calibrate_subjects, subjects_from
+from oncotwin.inference.population import fit_population
+from oncotwin.inference.problem import SubjectData
+from oncotwin.twin import DigitalTwin
+
+
+def timed(fn):  # type: ignore[no-untyped-def]
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--skip-nuts", action="store_true")
+    args = parser.parse_args()
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    breast = subjects_from(datasets.load("vaghi2020-breast"))
+    rows = []
+
+    def fit(method: str):  # type: ignore[no-untyped-def]
+        return fit_population("gompertz", breast, method=method, seed=0)
+
+    if not args.skip_nuts:
+        fit("nuts")  # compile
+        pop, secs = timed(lambda: fit("nuts"))
+        rows.append(("population fit, 66 subjects, NUTS 4x500 (warm)", secs, 5.0))
+        rows.append(
+            (f"  (its diagnostics: {pop.diagnostics.problems() or 'ok'})", float("nan"), None)
+        )
+    fit("svi")
+    pop, secs = timed(lambda: fit("svi"))
+    rows.append(("population fit, 66 subjects, SVI 3000 steps (warm)", secs, None))
+
+    # one twin update: lung-3 with its last observation arriving
+    lung = subjects_from(datasets.load("vaghi2020-lung"), ids=["lung-3"])[0]
+    old = SubjectData(lung.id, lung.times[:-1], lung.y[:-1], lung.censored[:-1], lung.schedule,
+                      lung.kind, lung.unit)  # fmt: skip
+    post = calibrate_subjects("gompertz", [old], method="nuts", seed=0)[0]
+    twin = DigitalTwin(old, [post])
+    twin.update(lung, seed=0)  # compile
+    (_, update), secs = timed(lambda: twin.update(lung, seed=1))
+    rows.append((f"one twin update ({update.how}, warm)", secs, 0.5))
+
+    # 1,000 subjects with a population prior: the breast cohort repeated with jittered values
+    rng = np.random.default_rng(0)
+    many = [
+        SubjectData(
+            f"{s.id}-{k}",
+            s.times,
+            s.y * np.exp(0.05 * rng.standard_normal(len(s.y))),
+            s.censored,
+            s.schedule,
+            s.kind,
+            s.unit,
+        )  # fmt: skip
+        for k in range(16)
+        for s in breast
+    ][:1000]
+    prior = pop.prior()
+    calibrate_subjects("gompertz", many[:64], method="laplace", prior=prior)  # compile
+    _, secs = timed(lambda: calibrate_subjects("gompertz", many, method="laplace", prior=prior))
+    rows.append(("1,000 subjects with a population prior, Laplace (warm)", secs, 60.0))
+
+    # predict end to end, cold: a fresh process with an empty JAX cache
+    ev = datasets.load("vaghi2020-breast").events
+    obs = ev[(ev["evid"] == 0)].sort_values(["id", "time"])
+    held = obs.groupby("id").tail(1)
+    with tempfile.TemporaryDirectory() as tmp:
+        h, t, o = Path(tmp, "H.csv"), Path(tmp, "T.csv"), Path(tmp, "P.csv")
+        ev.drop(held.index).to_csv(h, index=False)
+        held[["id", "time"]].to_csv(t, index=False)
+        env = {**os.environ, "ONCOTWIN_JAX_CACHE": ""}
+        for method in ("laplace", "nuts"):
+            cmd = [sys.executable, "-m", "oncotwin.cli", "predict", "--history", str(h),
+                   "--targets", str(t), "--out", str(o), "--model", "gompertz", "--method", method]  # fmt: skip
+            _, secs = timed(lambda cmd=cmd: subprocess.run(cmd, check=True, env=env,
+                                                           capture_output=True))  # fmt: skip
+            rows.append((f"oncotwin predict, 66 subjects, {method} (cold)", secs, 30.0))
+        pd.read_csv(o)  # the output exists and parses
+
+    print(f"{'measurement':<62}{'seconds':>10}{'target':>9}")
+    for label, secs, target in rows:
+        shown = "" if np.isnan(secs) else f"{secs:10.2f}"
+        print(f"{label:<62}{shown:>10}{'' if target is None else f'{target:9.1f}'}")
+
+
+if __name__ == "__main__":
+    main()
