@@ -12,6 +12,7 @@ from typing import Any
 import jax.numpy as jnp
 import numpy as np
 
+from . import immune
 from .base import Params, ParamSpec, TumourModel, first_state, v0_spec, v0_state
 
 STEIN = "Stein WD et al. Other paradigms: growth rate constants and tumor burden determined using computed tomography data correlate strongly with the overall survival of patients with renal cell carcinoma. Oncologist 2008;13:1055-1062; Wilkerson J et al. Lancet Oncol 2017;18:143-154"  # noqa: E501
@@ -111,4 +112,51 @@ two_population = TumourModel(
     equation="dS/dt = (g - k E(t)) S;  dR/dt = g R;  V = S + R",
 )
 
-TREATMENT_MODELS = (stein, claret, two_population)
+CHECKPOINT = "Simeoni M et al. Cancer Res 2004;64:1094-1101 (dying compartment); Lobo ED, Balthasar JP. AAPS PharmSci 2002;4:E42 (delay); Chatterjee MS et al. CPT Pharmacometrics Syst Pharmacol 2017;6:29-39 (responsive fraction); combined in oncotwin.models.immune"  # noqa: E501
+
+
+def _checkpoint_params(p: Params) -> immune.ResponseParams:
+    return immune.ResponseParams(p["v0"], p["kg"], p["kd"], p["tau"], p["kc"], p["fr"])
+
+
+def _checkpoint_field(t: Any, y: Any, p: Params, exposure: Any) -> Any:
+    kill = jnp.where(t >= p["tau"], p["kd"], 0.0)
+    return jnp.stack([p["kg"] * y[0], (p["kg"] - kill) * y[1], kill * y[1] - p["kc"] * y[2]])
+
+
+checkpoint_response = TumourModel(
+    name="checkpoint_response",
+    title="Checkpoint-inhibitor response with activation delay (pseudoprogression)",
+    params=(
+        v0_spec(),
+        ParamSpec("kg", "1/day", 0.0, INF, 0.005, 1.5, "tumour growth rate", CHECKPOINT),
+        ParamSpec("kd", "1/day", 0.0, INF, 0.01, 1.5, "immune kill rate once active", CHECKPOINT),
+        ParamSpec(
+            "tau", "day", 0.0, INF, 30.0, 0.7, "activation delay from treatment start", CHECKPOINT
+        ),
+        ParamSpec("kc", "1/day", 0.0, INF, 0.05, 1.0, "clearance rate of dying tumour", CHECKPOINT),
+        ParamSpec(
+            "fr", "1", 0.0, 1.0, 0.3, 1.5, "non-responsive fraction at treatment start", CHECKPOINT
+        ),
+    ),
+    vector_field=_checkpoint_field,
+    initial_state=lambda p: jnp.stack(
+        [p["fr"] * p["v0"], (1.0 - p["fr"]) * p["v0"], 0.0 * p["v0"]]
+    ),
+    observable=lambda y, p: y[..., 0] + y[..., 1] + y[..., 2],
+    closed_form=lambda tau, p, cum: immune.sld(tau, _checkpoint_params(p)),
+    uses_exposure=False,
+    citation=CHECKPOINT,
+    description=(
+        "Tumour size from treatment start (t0) under an immune checkpoint inhibitor: all tumour "
+        "grows at kg; after an activation delay tau, immune killing at kd moves the responsive "
+        "part into a dying compartment that still counts in the measured size until cleared at "
+        "kc. Size can rise first and fall later (pseudoprogression)."
+    ),
+    equation=(
+        "R = fr V0 exp(kg t); S = (1 - fr) V0 exp(kg t - kd (t - tau)+); "
+        "dD/dt = kd S 1[t > tau] - kc D; V = R + S + D"
+    ),
+)
+
+TREATMENT_MODELS = (stein, claret, two_population, checkpoint_response)
