@@ -66,6 +66,20 @@ def test_models_json_lists_every_model_with_units() -> None:
     assert {"exponential", "gompertz", "stein", "claret", "two_population"} <= set(models)
     assert all(p["unit"] for m in models.values() for p in m["params"])
     assert "Benzekry" in models["gompertz"]["citation"]
+    assert "checkpoint_response" in models
+
+
+def test_models_lists_treatment_modules_with_existing_cards() -> None:
+    from importlib import import_module
+
+    from oncotwin.cli import TREATMENT_MODULES
+
+    code, out = run("models")
+    assert code == 0 and "treatment and toxicity modules" in out
+    root = Path(__file__).resolve().parents[1]
+    for module, _, card in TREATMENT_MODULES:
+        import_module(module)
+        assert (root / card).exists(), card
 
 
 def test_predict_contract(lung_split: dict[str, Path]) -> None:

@@ -89,6 +89,23 @@ def models(
         params = ", ".join(f"{p.name} ({p.unit})" for p in m.params)
         table.add_row(f"[bold]{m.name}[/]\n{m.title}", m.equation, params, m.citation)
     _console().print(table)
+    modules = Table(title="treatment and toxicity modules (model cards in docs/treatments/)")
+    for col in ("module", "what", "card"):
+        modules.add_column(col, overflow="fold")
+    for module, what, card in TREATMENT_MODULES:
+        modules.add_row(module, what, card)
+    _console().print(modules)
+
+
+# Modules of treatment effects and toxicity beyond the tumour-size model registry.
+TREATMENT_MODULES = (
+    ("oncotwin.models.radiotherapy", "LQ survival, BED/EQD2, TCP, gEUD and LKB NTCP, QUANTEC constraints", "docs/treatments/radiotherapy.md"),
+    ("oncotwin.models.dosimetry", "radiopharmaceutical TAC fits, MIRD absorbed dose, BED, organ limits", "docs/treatments/radiopharmaceutical.md"),
+    ("oncotwin.models.pk", "one-, two- and three-compartment PK closed forms", "docs/treatments/chemotherapy.md"),
+    ("oncotwin.models.myelosuppression", "Friberg neutropenia model, nadir, CTCAE grade", "docs/treatments/chemotherapy.md"),
+    ("oncotwin.models.hormone", "PSA under continuous, intermittent and adaptive hormone therapy", "docs/treatments/hormone.md"),
+    ("oncotwin.models.immune", "Kuznetsov effector-tumour model, checkpoint response, RECIST", "docs/treatments/immunotherapy.md"),
+)  # fmt: skip
 
 
 @app.command()
