@@ -188,8 +188,10 @@ def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Pat
     fitted = json.loads(out[out.index("{") :])
     assert fitted["version"] == 1 and fitted["subjects"] == ["lung-0", "lung-1", "lung-2"]
     assert set(fitted["summary"]) == {"v0", "alpha", "beta", "sigma"}
-    code, out = run("population", "show", "lung", "--db", db)
+    page = tmp_path / "pop.html"
+    code, out = run("population", "show", "lung", "--db", db, "--report", str(page))
     assert code == 0 and "population lung" in out and "between-patient" in out
+    assert "Visual predictive check" in page.read_text() or "VPC" in page.read_text()
     code, out = run("twin", "create", "lung-1", "--prior", "lung", "--method", "laplace",
                     "--db", db, "--json")  # fmt: skip
     assert code == 0, out

@@ -408,12 +408,24 @@ def population_show(
     name: str,
     db: DbOption = None,
     version: Annotated[int | None, typer.Option(help="Version (default latest).")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Also write an HTML report (VPC and goodness of fit) to this file."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Typical values, between-patient spread and diagnostics of a stored population."""
     with _input_errors(), _store(db) as store:
         rec = store.population(name, version)
+        if report is not None:
+            from .report import write_population_report
+            from .workflow import load_population, population_subjects
+
+            pop = load_population(store, name, rec.version)
+            write_population_report(report, pop, population_subjects(store, pop))
     _show_population(rec, as_json)
+    if report is not None:
+        _console(stderr=True).print(f"report: {report.resolve()}")
 
 
 def _show_population(rec: Any, as_json: bool) -> None:

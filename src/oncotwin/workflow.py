@@ -89,6 +89,13 @@ def load_population(store: Store, name: str, version: int | None = None) -> Popu
     return dataclasses.replace(pop, source=f"population {name} v{rec.version}")
 
 
+def population_subjects(store: Store, population: Population) -> list[SubjectData]:
+    """The stored data of the subjects a population was fitted to (as the store has them now)."""
+    return [
+        SubjectData.from_events(pid, patient_data(store, pid).events) for pid in population.subjects
+    ]
+
+
 def create_twin(
     store: Store,
     patient_id: str,

@@ -15,6 +15,7 @@ from .format import fmt_day, fmt_interval, fmt_num, fmt_pct, pretty_unit
 from .html import patient_filename
 from .patient import patient_report, write_patient_report
 from .plots import cohort_figure, figure_png, forecast_figure, posterior_figure
+from .population import population_report, vpc_bands, write_population_report
 
 __all__ = [
     "CohortEntry",
@@ -28,8 +29,11 @@ __all__ = [
     "forecast_figure",
     "patient_filename",
     "patient_report",
+    "population_report",
     "posterior_figure",
     "pretty_unit",
+    "vpc_bands",
     "write_cohort_report",
     "write_patient_report",
+    "write_population_report",
 ]
