@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from .._jax import jax, jnp
-from ..errors import CalibrationError, DataError, ModelError
+from ..errors import CalibrationError, ConvergenceWarning, DataError, ModelError
 from ..models import TumourModel, get_model
 from ..observe import ErrorModel, get_error_model
 from ..simulate import DEFAULT_SOLVER
@@ -369,8 +369,6 @@ def fit_population(
         diagnostics=diagnostics, method=method, settings=settings, source=source,
     )  # fmt: skip
     if not diagnostics.ok:
-        from ..errors import ConvergenceWarning
-
         warnings.warn(
             f"population fit of {m.name} did not converge: " + "; ".join(diagnostics.problems()),
             ConvergenceWarning,
