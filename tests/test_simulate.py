@@ -169,3 +169,8 @@ def test_auto_uses_the_closed_form_and_t0_shifts_time():
     traj = simulate("exponential", params, [5.0, 10.0], t0=5.0)
     assert traj.method == "closed form" and traj.model == "exponential"
     np.testing.assert_allclose(traj.values, [10.0, 10.0 * math.exp(0.5)], rtol=1e-14)
+
+
+def test_unknown_method_is_an_error():
+    with pytest.raises(ModelError, match="unknown simulation method 'euler'"):
+        simulate("exponential", {"v0": 1.0, "a": 0.1}, [1.0], method="euler")

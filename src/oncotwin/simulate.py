@@ -150,10 +150,12 @@ def simulate(
 
     Raises:
         SimulationError: a single (unbatched) run whose ODE solve failed.
-        ModelError: unknown model or parameters outside their bounds.
+        ModelError: unknown model or method, or parameters outside their bounds.
     """
     m = get_model(model)
     m.validate(params)
+    if method not in ("auto", "closed", "ode"):
+        raise ModelError(f"unknown simulation method {method!r}; use 'auto', 'closed' or 'ode'")
     schedule = schedule or Schedule()
     closed = uses_closed_form(m, schedule) if method == "auto" else method == "closed"
     if closed and m.closed_form is None:
