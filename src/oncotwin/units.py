@@ -24,6 +24,8 @@ KINDS: dict[str, tuple[str, dict[str, float]]] = {
                        "cm3": 1e3, "cm^3": 1e3, "ml": 1e3, "cc": 1e3}),
     "sld": ("mm", {"mm": 1.0, "cm": 10.0}),
     "diameter": ("mm", {"mm": 1.0, "cm": 10.0}),
+    "anc": ("10^9/l", {"10^9/l": 1.0, "x10^9/l": 1.0, "g/l": 1.0, "10^3/ul": 1.0,
+                       "10^3/µl": 1.0, "cells/ul": 1e-3, "cells/µl": 1e-3}),
     "psa": ("ng/ml", {"ng/ml": 1.0, "ug/l": 1.0, "µg/l": 1.0}),
     "ctdna": ("copies/ml", {"copies/ml": 1.0, "molecules/ml": 1.0, "hge/ml": 1.0}),
     "bioluminescence": ("photons/s", {"photons/s": 1.0, "p/s": 1.0}),
