@@ -14,7 +14,7 @@ import math
 
 import numpy as np
 
-from oncotwin.models import dosimetry as ds
+from oncotwin import dosimetry as ds
 
 HALF_LIFE = 6.65  # days; physical half-life of the (177Lu-like) radionuclide
 SCAN_DAYS = np.array([4 / 24, 0.5, 1.0, 2.0, 3.0, 4.0, 7.0])  # imaging time points after injection

@@ -13,7 +13,7 @@ import argparse
 
 import numpy as np
 
-from oncotwin.models import radiotherapy as rt
+from oncotwin import radiotherapy as rt
 
 
 def main() -> None:

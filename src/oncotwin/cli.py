@@ -99,8 +99,8 @@ def models(
 
 # Modules of treatment effects and toxicity beyond the tumour-size model registry.
 TREATMENT_MODULES = (
-    ("oncotwin.models.radiotherapy", "LQ survival, BED/EQD2, TCP, gEUD and LKB NTCP, QUANTEC constraints", "docs/treatments/radiotherapy.md"),
-    ("oncotwin.models.dosimetry", "radiopharmaceutical TAC fits, MIRD absorbed dose, BED, organ limits", "docs/treatments/radiopharmaceutical.md"),
+    ("oncotwin.radiotherapy", "LQ survival, BED/EQD2, TCP, gEUD and LKB NTCP, QUANTEC constraints", "docs/treatments/radiotherapy.md"),
+    ("oncotwin.dosimetry", "radiopharmaceutical TAC fits, MIRD absorbed dose, BED, organ limits", "docs/treatments/radiopharmaceutical.md"),
     ("oncotwin.models.pk", "one-, two- and three-compartment PK closed forms", "docs/treatments/chemotherapy.md"),
     ("oncotwin.models.myelosuppression", "Friberg neutropenia model, nadir, CTCAE grade", "docs/treatments/chemotherapy.md"),
     ("oncotwin.models.hormone", "PSA under continuous, intermittent and adaptive hormone therapy", "docs/treatments/hormone.md"),

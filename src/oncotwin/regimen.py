@@ -507,7 +507,7 @@ def _build_radiotherapy(spec: dict[str, Any], patient: Mapping[str, Any]) -> Reg
     start = _days(spec.get("start", parsed.get("start", 0)), "start")
     weekday = _weekday(spec.get("start_weekday", 0))
 
-    from .models.radiotherapy import fractions  # imports JAX: only when a plan has radiotherapy
+    from .radiotherapy import fractions  # imports JAX: only when a plan has radiotherapy
 
     times = fractions(per_fraction * n, n, start, days == "weekdays", weekday).times
     doses = tuple(Dose(float(t), per_fraction, "radiotherapy", 0.0, "Gy") for t in times)

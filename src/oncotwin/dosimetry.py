@@ -47,7 +47,7 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeWarning, curve_fit
 
-from ..errors import ModelError
+from .errors import ModelError
 
 LN2 = math.log(2.0)
 BODEI = (

@@ -23,9 +23,9 @@ import numpy as np
 import pytest
 from scipy.integrate import dblquad, quad
 
+from oncotwin import dosimetry as ds
+from oncotwin import radiotherapy as rt
 from oncotwin.errors import ModelError
-from oncotwin.models import dosimetry as ds
-from oncotwin.models import radiotherapy as rt
 
 TIMES = np.array([0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 7.0])  # days
 

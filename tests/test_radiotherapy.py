@@ -18,8 +18,8 @@ import pytest
 from scipy.integrate import quad
 from scipy.stats import norm
 
+from oncotwin import radiotherapy as rt
 from oncotwin.errors import ModelError
-from oncotwin.models import radiotherapy as rt
 
 # ----------------------------------------------------------------------------- BED / EQD2
 
