@@ -21,7 +21,7 @@ Models and sources:
   Kutcher GJ, Burman C. Int J Radiat Oncol Biol Phys 1989;16:1623-1630).
 - organ-at-risk dose-volume constraints from QUANTEC: Marks LB et al. Use of normal tissue
   complication probability models in the clinic. Int J Radiat Oncol Biol Phys 2010;76(3 Suppl):
-  S10-S19, Table 1 (``data/files/quantec.csv``; each row names its source page).
+  S10-S19, Table 1 (``tables/quantec.csv``; each row names its source page).
 - tumour volume under fractionated irradiation: exponential growth with an instantaneous LQ
   kill at each fraction, written in JAX so that it is differentiable and vmappable.
 """
@@ -468,7 +468,7 @@ def load_constraints() -> pd.DataFrame:
         comparator ("<" or "<="), limit, unit, rate (complication rate when the constraint
         holds), fractionation, notes, source.
     """
-    path = resources.files("oncotwin.data") / "files" / "quantec.csv"
+    path = resources.files("oncotwin") / "tables" / "quantec.csv"
     with path.open("r", encoding="utf-8") as f:
         table = pd.read_csv(f, keep_default_na=False)
     table["limit"] = table["limit"].astype(float)
