@@ -47,6 +47,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.optimize import OptimizeWarning, curve_fit
 
+from ._checks import checked_array as _check
+from ._checks import scalar_or_array as _out
 from .errors import ModelError
 
 LN2 = math.log(2.0)
@@ -75,19 +77,6 @@ TAC_MODELS: dict[str, tuple[str, ...]] = {
     "uptake_washout": ("a1", "lam_washout", "lam_uptake"),
     "biexponential": ("a1", "lam1", "a2", "lam2"),
 }
-
-
-def _check(name: str, value: ArrayLike, *, positive: bool = False) -> np.ndarray:
-    arr = np.asarray(value, dtype=float)
-    bad = ~np.isfinite(arr) | ((arr <= 0.0) if positive else (arr < 0.0))
-    if np.any(bad):
-        first = arr[bad].flat[0]
-        raise ModelError(f"{name} must be finite and {'>' if positive else '>='} 0, got {first!r}")
-    return arr
-
-
-def _out(x: np.ndarray) -> Any:
-    return float(x) if np.ndim(x) == 0 else x
 
 
 def decay_constant(half_life: ArrayLike) -> Any:

@@ -38,6 +38,8 @@ import pandas as pd
 from numpy.typing import ArrayLike
 from scipy.special import ndtr
 
+from ._checks import checked_array as _check
+from ._checks import scalar_or_array as _out
 from ._jax import jnp
 from .errors import ModelError
 
@@ -48,20 +50,6 @@ QUANTEC = (
 )
 
 FloatOrArray = Any  # a float for scalar inputs, else a numpy array of the broadcast shape
-
-
-def _out(x: np.ndarray) -> FloatOrArray:
-    return float(x) if np.ndim(x) == 0 else x
-
-
-def _check(name: str, value: ArrayLike, *, positive: bool = False) -> np.ndarray:
-    """`value` as a float array; every element finite and >= 0 (> 0 when `positive`)."""
-    arr = np.asarray(value, dtype=float)
-    bad = ~np.isfinite(arr) | ((arr <= 0.0) if positive else (arr < 0.0))
-    if np.any(bad):
-        first = arr[bad].flat[0]
-        raise ModelError(f"{name} must be finite and {'>' if positive else '>='} 0, got {first!r}")
-    return arr
 
 
 # --------------------------------------------------------------------------- LQ, BED, EQD2
