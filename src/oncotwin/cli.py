@@ -390,11 +390,11 @@ def population_fit(
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
     with _input_errors(), _store(db) as store:
-        from .workflow import fit_named_population, load_source
+        from .workflow import fit_named_population, ingest_data, load_source
 
         if data is not None:
             source = load_source(data)
-            store.ingest(source, source=data)
+            ingest_data(store, source, data)
             ids = list(source.ids)
         else:
             ids = [r.id for r in store.patients()]

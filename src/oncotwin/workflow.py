@@ -51,7 +51,11 @@ def load_source(source: str, *, time_unit: str = "day") -> PatientData:
 
 def ingest(store: Store, source: str, *, time_unit: str = "day") -> IngestResult:
     """Ingest an event-table file, or a shipped data set by name, in one transaction."""
-    data = load_source(source, time_unit=time_unit)
+    return ingest_data(store, load_source(source, time_unit=time_unit), source)
+
+
+def ingest_data(store: Store, data: PatientData, source: str) -> IngestResult:
+    """Ingest data already read from `source` (a file, or a data set name), in one transaction."""
     return store.ingest(data, source=f"dataset:{source}" if source in DATASETS else source)
 
 
@@ -190,7 +194,7 @@ def update_twin(
         data = load_source(source, time_unit=time_unit)
         if patient_id not in data.ids:
             raise DataError(f"the file has no rows for patient {patient_id!r}", file=source)
-        store.ingest(data, source=source)
+        ingest_data(store, data, source)
     twin, _ = load_twin(store, patient_id)
     as_of = datetime.now(UTC)
     data = patient_data(store, patient_id, as_of)
