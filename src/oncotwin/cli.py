@@ -7,53 +7,18 @@ Input errors exit with code 2 and a message naming file, row and column.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
 
 app = typer.Typer(
     help="oncotwin: digital twins of cancer patients — calibrate, forecast, report.",
     no_args_is_help=True,
     add_completion=False,
 )
-
-
-def _console(stderr: bool = False) -> Any:
-    from rich.console import Console
-
-    return Console(stderr=stderr)
-
-
-@contextmanager
-def _input_errors() -> Iterator[None]:
-    """Map oncotwin's input errors to exit code 2 with a one-line message."""
-    from .errors import DataError, ModelError, NotFoundError, ScheduleError
-
-    try:
-        yield
-    except (DataError, ModelError, NotFoundError, ScheduleError) as exc:
-        _console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
-        raise typer.Exit(2) from None
-
-
-@contextmanager
-def _progress() -> Iterator[Callable[[str, int], Callable[[int], None]]]:
-    """Rich progress bars on stderr; yields ``start(label, total) -> advance(n)``."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        console=_console(stderr=True), transient=False,
-    ) as bar:  # fmt: skip
-
-        def start(label: str, total: int) -> Callable[[int], None]:
-            task = bar.add_task(label, total=total)
-            return lambda n: bar.advance(task, n)
-
-        yield start
 
 
 @app.command()
@@ -88,13 +53,13 @@ def models(
     for m in MODELS.values():
         params = ", ".join(f"{p.name} ({p.unit})" for p in m.params)
         table.add_row(f"[bold]{m.name}[/]\n{m.title}", m.equation, params, m.citation)
-    _console().print(table)
+    console().print(table)
     modules = Table(title="treatment and toxicity modules (model cards in docs/treatments/)")
     for col in ("module", "what", "card"):
         modules.add_column(col, overflow="fold")
     for module, what, card in TREATMENT_MODULES:
         modules.add_row(module, what, card)
-    _console().print(modules)
+    console().print(modules)
 
 
 # Modules of treatment effects and toxicity beyond the tumour-size model registry.
@@ -134,7 +99,7 @@ def predict(
     time_unit: Annotated[str, typer.Option(help="Time unit of the input files.")] = "day",
 ) -> None:
     """Forecast target times for every subject of a history file (the forecasting contract)."""
-    with _input_errors():
+    with input_errors():
         import warnings
 
         from .data import read_events
@@ -151,7 +116,7 @@ def predict(
 
             tgt["time"] = tgt["time"] * time_factor(time_unit)
         ref = read_events(reference, time_unit=time_unit) if reference else None
-        with _progress() as progress:
+        with progress_bars() as progress:
             result = run_predict(hist, tgt, model=model, level=level, reference=ref, seed=seed, method=method,
                                  progress=progress, targets_source=str(targets))  # fmt: skip
     table = result.table
@@ -163,7 +128,7 @@ def predict(
     tmp = out.with_name(out.name + ".tmp")
     table.to_csv(tmp, index=False)
     tmp.replace(out)  # atomic: a reader never sees half a file
-    err = _console(stderr=True)
+    err = console(stderr=True)
     models_used = ", ".join(f"{k} {v:.2f}" for k, v in result.weights.items())
     err.print(
         f"{len(table)} forecasts for {table['id'].nunique()} subjects -> {out} (models: {models_used})"
@@ -172,27 +137,10 @@ def predict(
         err.print(f"[bold yellow]warning:[/] {w}", highlight=False)
 
 
-DbOption = Annotated[
-    str | None,
-    typer.Option(
-        "--db", envvar="ONCOTWIN_DB", help="Database URL or SQLite file (default: user data dir)."
-    ),
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 twin_app = typer.Typer(
     help="Create, inspect and list versions of patients' twins.", no_args_is_help=True
 )
 app.add_typer(twin_app, name="twin")
-
-
-def _store(db: str | None) -> Any:
-    from .store import Store
-
-    return Store(db)
-
-
-def _emit(obj: Any) -> None:
-    typer.echo(json.dumps(obj, indent=2, default=str))
 
 
 @app.command()
@@ -205,15 +153,15 @@ def ingest(
     as_json: JsonOption = False,
 ) -> None:
     """Ingest events into the database in one transaction (a bad file changes nothing)."""
-    with _input_errors():
+    with input_errors():
         from .workflow import ingest as run_ingest
 
-        with _store(db) as store:
+        with open_store(db) as store:
             res = run_ingest(store, source, time_unit=time_unit)
     if as_json:
-        _emit(res.__dict__)
+        emit(res.__dict__)
     else:
-        _console().print(
+        console().print(
             f"ingested {res.n_inserted} rows ({res.n_skipped} already present) for {res.n_patients} patients "
             f"({len(res.new_patients)} new); data version {res.data_version}"
         )
@@ -222,10 +170,10 @@ def ingest(
 @app.command()
 def patients(db: DbOption = None, as_json: JsonOption = False) -> None:
     """List the patients in the database."""
-    with _store(db) as store:
+    with open_store(db) as store:
         rows = store.patients()
     if as_json:
-        _emit([r.__dict__ for r in rows])
+        emit([r.__dict__ for r in rows])
         return
     from rich.table import Table
 
@@ -237,7 +185,7 @@ def patients(db: DbOption = None, as_json: JsonOption = False) -> None:
         table.add_row(
             r.id, str(r.n_observations), str(r.n_doses), span, str(r.n_twins), r.source or ""
         )
-    _console().print(table)
+    console().print(table)
 
 
 def _twin_summary(record: Any) -> dict[str, Any]:
@@ -252,7 +200,7 @@ def _twin_summary(record: Any) -> dict[str, Any]:
 def _print_twin(record: Any) -> None:
     from rich.table import Table
 
-    con = _console()
+    con = console()
     status = "[green]converged[/]" if record.converged else "[bold red]NOT CONVERGED[/]"
     con.print(
         f"[bold]{record.patient_id}[/] twin v{record.version}: {record.model} ({record.method}), {status}"
@@ -291,7 +239,7 @@ def twin_create(
     from .errors import ConvergenceWarning
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         from .workflow import build_cohort, create_twin, load_population
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
@@ -300,7 +248,7 @@ def twin_create(
             pop = load_population(store, prior)
             model, extra = pop.model, {"prior": pop.prior(seed=seed),
                                        "error_model": pop.error_model}  # fmt: skip
-        with _progress() as progress:
+        with progress_bars() as progress:
             if model == "auto":
                 tick = progress("calibrating", len(ids))
                 records = []
@@ -314,7 +262,7 @@ def twin_create(
                                     progress=progress("calibrating", len(ids)), **extra)  # fmt: skip
                 records = [r for r, _ in done]
     if as_json:
-        _emit([_twin_summary(r) for r in records])
+        emit([_twin_summary(r) for r in records])
     else:
         for r in records:
             _print_twin(r)
@@ -338,18 +286,18 @@ def twin_update(
     from .errors import ConvergenceWarning
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         from .workflow import update_twin
 
         record, update = update_twin(store, patient, source, seed=seed, time_unit=time_unit)
     surprises = [x.__dict__ for x in update.surprises]
     if as_json:
-        _emit(_twin_summary(record) | {"update": update.how, "reason": update.reason,
+        emit(_twin_summary(record) | {"update": update.how, "reason": update.reason,
                                        "surprises": surprises})  # fmt: skip
         return
     _print_twin(record)
     how = update.how + (f" ({update.reason})" if update.reason else "")
-    con = _console()
+    con = console()
     con.print(f"update: {how}")
     for x in update.surprises:
         con.print(
@@ -389,7 +337,7 @@ def population_fit(
     from .errors import ConvergenceWarning
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         from .workflow import fit_named_population, ingest_data, load_source
 
         if data is not None:
@@ -398,7 +346,7 @@ def population_fit(
             ids = list(source.ids)
         else:
             ids = [r.id for r in store.patients()]
-        _console(stderr=True).print(f"fitting {model} to {len(ids)} patients ({method}) ...")
+        console(stderr=True).print(f"fitting {model} to {len(ids)} patients ({method}) ...")
         rec = fit_named_population(store, name, ids, model=model, method=method, seed=seed)
     _show_population(rec, as_json)
 
@@ -415,7 +363,7 @@ def population_show(
     as_json: JsonOption = False,
 ) -> None:
     """Typical values, between-patient spread and diagnostics of a stored population."""
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         rec = store.population(name, version)
         if report is not None:
             from .report import write_population_report
@@ -425,17 +373,17 @@ def population_show(
             write_population_report(report, pop, population_subjects(store, pop))
     _show_population(rec, as_json)
     if report is not None:
-        _console(stderr=True).print(f"report: {report.resolve()}")
+        console(stderr=True).print(f"report: {report.resolve()}")
 
 
 def _show_population(rec: Any, as_json: bool) -> None:
     r = rec.record
     if as_json:
-        _emit({"name": rec.name, "version": rec.version, "created_at": rec.created_at, **r})
+        emit({"name": rec.name, "version": rec.version, "created_at": rec.created_at, **r})
         return
     from rich.table import Table
 
-    con = _console()
+    con = console()
     ok = not r["diagnostics"].get("problems")
     status = "[green]converged[/]" if ok else "[bold red]NOT CONVERGED[/]"
     con.print(
@@ -472,19 +420,19 @@ def twin_show(
     """Show a twin version: model, parameter posteriors, diagnostics, provenance."""
     from datetime import datetime
 
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         when = datetime.fromisoformat(as_of) if as_of else None
         record = store.twin(patient, version, as_of=when)
-    _emit(_twin_summary(record)) if as_json else _print_twin(record)
+    emit(_twin_summary(record)) if as_json else _print_twin(record)
 
 
 @twin_app.command("history")
 def twin_history(patient: str, db: DbOption = None, as_json: JsonOption = False) -> None:
     """List every version of a patient's twin."""
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         records = store.twin_history(patient)
     if as_json:
-        _emit([_twin_summary(r) for r in records])
+        emit([_twin_summary(r) for r in records])
         return
     from rich.table import Table
 
@@ -492,7 +440,7 @@ def twin_history(patient: str, db: DbOption = None, as_json: JsonOption = False)
     for r in records:
         table.add_row(str(r.version), f"{r.created_at:%Y-%m-%d %H:%M:%S}", r.model, r.method, r.data_version,
                       "yes" if r.converged else "[red]NO[/]")  # fmt: skip
-    _console().print(table)
+    console().print(table)
 
 
 @app.command()
@@ -510,7 +458,7 @@ def forecast(
     as_json: JsonOption = False,
 ) -> None:
     """Forecast a patient's latest twin under the recorded schedule or a new one (with 50%/90% intervals)."""
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         from .schedule import Schedule
         from .workflow import Scenario, forecast_and_save, horizon, load_twin
 
@@ -525,12 +473,12 @@ def forecast(
     table = fc.to_frame()
     table = table[table["time"] >= twin.subject.last_time]
     if as_json:
-        _emit({"patient": patient, "twin_version": record.version, "schedule": scenario.name, "unit": fc.unit,
+        emit({"patient": patient, "twin_version": record.version, "schedule": scenario.name, "unit": fc.unit,
                "warning": fc.warning, "forecast": table.to_dict(orient="records")})  # fmt: skip
         return
     from rich.table import Table
 
-    con = _console()
+    con = console()
     if fc.warning:
         con.print(f"[bold red]WARNING: {fc.warning}[/]", highlight=False)
     out = Table("day", f"median ({fc.unit})", "50% interval", "90% interval",
@@ -559,9 +507,9 @@ def report(
 ) -> None:
     """Write self-contained HTML reports from the latest twins (forecasts under each scenario)."""
     if (patient is None) == (not cohort):
-        _console(stderr=True).print("[bold red]error:[/] give a patient id or --cohort (not both)")
+        console(stderr=True).print("[bold red]error:[/] give a patient id or --cohort (not both)")
         raise typer.Exit(2)
-    with _input_errors(), _store(db) as store:
+    with input_errors(), open_store(db) as store:
         from .report import patient_filename, write_cohort_report
         from .workflow import write_patient_page
 
@@ -579,7 +527,7 @@ def report(
         if cohort:
             path = folder / "report.html"
             write_cohort_report(path, entries, forecasts=forecasts, subjects=subjects)
-    _console().print(f"report written: {path}")
+    console().print(f"report written: {path}")
 
 
 @app.command()
@@ -599,7 +547,7 @@ def demo(
     from .demo import run_demo
 
     start = time.perf_counter()
-    with _progress() as progress:
+    with progress_bars() as progress:
         result = run_demo(out, db=db, quick=quick, seed=seed, progress=progress)
     from rich.table import Table
 
@@ -612,7 +560,7 @@ def demo(
         ok = "ok" if p["diagnostics"]["converged"] else "[bold red]NOT CONVERGED[/]"
         table.add_row(p["patient"], p["model"], f"day {last['time']:g}: {last['value']:.4g} {p['unit']}",
                       f"day {f['time']:.0f}: {f['median']:.4g} ({f['lo90']:.4g}–{f['hi90']:.4g}) [{name}]", ok)  # fmt: skip
-    con = _console()
+    con = console()
     con.print(table)
     con.print(
         f"report: {(out / 'report.html').resolve()}\nsummary: {(out / 'summary.json').resolve()}"
