@@ -69,6 +69,11 @@ def _numbers(values: pd.Series) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     if pd.api.types.is_bool_dtype(values):
         values = values.astype(object)
     x = np.array(pd.to_numeric(values, errors="coerce"), dtype=float)
+    if not pd.api.types.is_numeric_dtype(values):
+        # pandas' text parser may round the last digit (0.30000000000000004 -> 0.3); NumPy's
+        # conversion is correctly rounded, so a written table reads back bit for bit.
+        ok = np.isfinite(x)
+        x[ok] = np.asarray(values[ok].astype(str).str.strip(), dtype=str).astype(float)
     missing, bad = np.zeros(len(x), dtype=bool), np.zeros(len(x), dtype=bool)
     idx = np.flatnonzero(~np.isfinite(x))  # only these cells need a closer look
     if idx.size:
