@@ -166,9 +166,18 @@ def test_store_workflow(tmp_path: Path) -> None:
     code, text = run("twin", "show", "lung-3", "--db", db, "--version", "1", "--json")
     shown = json.loads(text)
     assert shown["version"] == 1 and set(shown["parameters"]) == {"v0", "alpha", "beta", "sigma"}
-    code, text = run("forecast", "lung-3", "--db", db, "--until", "30", "--json")
+    bundle = tmp_path / "forecast.json"
+    code, text = run(
+        "forecast", "lung-3", "--db", db, "--until", "30", "--json", "--fhir", str(bundle)
+    )
     assert code == 0, text
     fc = json.loads(text)
+    # The FHIR export carries the same forecast (a RiskAssessment + one Observation per time).
+    from oncotwin.data.fhir_export import forecast_from_fhir
+
+    exported = forecast_from_fhir(bundle.read_text())["frame"].set_index("time")
+    shown = pd.DataFrame(fc["forecast"]).set_index("time")
+    assert np.allclose(exported.loc[shown.index, "median"], shown["median"], rtol=1e-12)
     assert fc["twin_version"] == 2 and fc["unit"] == "mm3"
     last = fc["forecast"][-1]
     assert last["time"] == pytest.approx(30.0)

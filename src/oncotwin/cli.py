@@ -146,7 +146,10 @@ app.add_typer(twin_app, name="twin")
 @app.command()
 def ingest(
     source: Annotated[
-        str, typer.Argument(help="Event-table file (CSV/NONMEM) or a shipped data set name.")
+        str,
+        typer.Argument(
+            help="Event-table file (CSV/NONMEM), FHIR R4 Bundle (.json) or a shipped data set name."
+        ),
     ],
     db: DbOption = None,
     time_unit: Annotated[str, typer.Option(help="Time unit of the file.")] = "day",
@@ -455,6 +458,10 @@ def forecast(
         typer.Option(help="Forecast horizon, days (default: past the last observation)."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    fhir: Annotated[
+        Path | None,
+        typer.Option("--fhir", help="Also write the forecast as a FHIR R4 Bundle (JSON)."),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast a patient's latest twin under the recorded schedule or a new one (with 50%/90% intervals)."""
@@ -470,6 +477,13 @@ def forecast(
             else Scenario("recorded", None)
         )
         fc = forecast_and_save(store, twin, record, scenario, end, seed=seed)
+        if fhir is not None:
+            from .data.fhir import time_origin
+            from .data.fhir_export import forecast_to_fhir
+
+            origin = time_origin(store.events(patient))
+            bundle = forecast_to_fhir(fc, origin=origin, schedule_name=scenario.name)
+            fhir.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
     table = fc.to_frame()
     table = table[table["time"] >= twin.subject.last_time]
     if as_json:

@@ -37,8 +37,16 @@ from .twin import DigitalTwin, Forecast
 FORECAST_POINTS = 60
 
 
-def load_source(source: str, *, time_unit: str = "day") -> PatientData:
-    """An event-table file, or a shipped data set by name."""
+def load_source(
+    source: str, *, time_unit: str = "day", origins: dict[str, Any] | None = None
+) -> PatientData:
+    """An event-table file, a FHIR Bundle JSON file, or a shipped data set by name.
+
+    A ``.json`` file (or one whose content starts with "{") is read as a FHIR R4 Bundle
+    (:func:`oncotwin.data.fhir.read_bundle`): `time_unit` does not apply (FHIR times are
+    dates), and `origins` gives the day 0 (ISO date) of patients already stored (their
+    ``time_origin`` covariate), so that new data line up with the old.
+    """
     if source in DATASETS:
         return load_dataset(source)
     path = Path(source)
@@ -46,12 +54,26 @@ def load_source(source: str, *, time_unit: str = "day") -> PatientData:
         raise DataError(
             f"no such file, and not a shipped data set (known: {', '.join(DATASETS)})", file=source
         )
+    from .data.fhir import is_bundle_file, read_bundle
+
+    if is_bundle_file(path):
+        return read_bundle(path, origins=origins)
     return read_events(path, time_unit=time_unit)
 
 
 def ingest(store: Store, source: str, *, time_unit: str = "day") -> IngestResult:
-    """Ingest an event-table file, or a shipped data set by name, in one transaction."""
-    return ingest_data(store, load_source(source, time_unit=time_unit), source)
+    """Ingest an event-table file, a FHIR Bundle, or a shipped data set by name, in one transaction."""
+    data = load_source(source, time_unit=time_unit, origins=stored_origins(store))
+    return ingest_data(store, data, source)
+
+
+def stored_origins(store: Store) -> dict[str, Any]:
+    """Day 0 (ISO date) of each stored patient imported from FHIR, so new Bundles line up."""
+    return {
+        p.id: p.covariates["time_origin"]
+        for p in store.patients()
+        if p.covariates.get("time_origin")
+    }
 
 
 def ingest_data(store: Store, data: PatientData, source: str) -> IngestResult:
@@ -191,7 +213,7 @@ def update_twin(
     95% predictive interval are stored as surprises of the new version.
     """
     if source is not None:
-        data = load_source(source, time_unit=time_unit)
+        data = load_source(source, time_unit=time_unit, origins=stored_origins(store))
         if patient_id not in data.ids:
             raise DataError(f"the file has no rows for patient {patient_id!r}", file=source)
         ingest_data(store, data, source)
