@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
+from .cli_service import audit_app, serve, users_app
 
 app = typer.Typer(
     help="oncotwin: digital twins of cancer patients — calibrate, forecast, report.",
@@ -580,6 +581,11 @@ def demo(
         f"report: {(out / 'report.html').resolve()}\nsummary: {(out / 'summary.json').resolve()}"
     )
     con.print(f"done in {time.perf_counter() - start:.0f} s")
+
+
+app.command()(serve)
+app.add_typer(audit_app, name="audit")
+app.add_typer(users_app, name="users")
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -362,7 +362,7 @@ def test_concurrent_writers(db_url: str, tmp_path: Path) -> None:
 
 def test_migrations_on_empty_database(db_url: str, monkeypatch) -> None:
     with Store(db_url) as store:
-        assert store.schema_revision() == head_revision() == "0002"
+        assert store.schema_revision() == head_revision() == "0003"
         assert TABLES | {"alembic_version"} <= set(inspect(store.engine).get_table_names())
         with store.engine.connect() as conn:  # the migrated schema is what tables.py declares
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

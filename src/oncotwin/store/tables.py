@@ -246,3 +246,130 @@ class Run(Base):
     params: Mapped[dict[str, Any]]
     result: Mapped[dict[str, Any] | None]
     error: Mapped[str | None] = mapped_column(Text)
+
+
+# -- service: users, care teams, consent, audit, jobs (migration 0003) ------------------------
+
+
+class User(Base):
+    """A person or system using the service; the API token is stored only as a salted hash."""
+
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint("role IN ('clinician', 'researcher', 'admin')", name="role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    role: Mapped[str] = mapped_column(String(16))
+    token_id: Mapped[str] = mapped_column(String(32), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(255))
+    active: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime]
+
+
+class Team(Base):
+    """A care team: clinicians see only the patients assigned to their teams."""
+
+    __tablename__ = "teams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    created_at: Mapped[datetime]
+
+
+class Membership(Base):
+    """A user belongs to a team."""
+
+    __tablename__ = "memberships"
+
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+
+
+class PatientTeam(Base):
+    """A patient is cared for by a team."""
+
+    __tablename__ = "patient_teams"
+
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), primary_key=True)
+    team_id: Mapped[int] = mapped_column(ForeignKey("teams.id"), primary_key=True)
+
+
+class Consent(Base):
+    """One consent decision of a patient for a scope; the latest row of a scope holds.
+
+    Rows are never updated: a withdrawal is a new row with ``granted`` false.
+    """
+
+    __tablename__ = "consents"
+    __table_args__ = (
+        CheckConstraint("scope IN ('care', 'research', 'sharing')", name="scope"),
+        Index(None, "patient_id", "scope"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"))
+    scope: Mapped[str] = mapped_column(String(16))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    valid_from: Mapped[datetime]
+    valid_until: Mapped[datetime | None]
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+
+
+class AuditEntry(Base):
+    """One entry of the append-only, hash-chained audit log.
+
+    ``hash`` = sha256(``prev_hash`` + canonical JSON of the entry's content); ``seq`` counts
+    from 1 without gaps, so an edited, inserted or deleted entry breaks the chain.
+    """
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(_BigId, primary_key=True, autoincrement=True)
+    seq: Mapped[int] = mapped_column(BigInteger, unique=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(16))
+    action: Mapped[str] = mapped_column(String(32))
+    resource: Mapped[str] = mapped_column(String(255))
+    patient_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    purpose: Mapped[str] = mapped_column(String(64))
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[dict[str, Any]]
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """The newest audit entry's sequence number and hash (a deleted last entry shows here)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class Job(Base):
+    """A background job of the service (twin creation, update, ...) with its progress."""
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'running', 'done', 'failed')", name="status"),
+        Index(None, "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))
+    patient_id: Mapped[str | None] = mapped_column(String(128))
+    created_by: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    label: Mapped[str | None] = mapped_column(Text)
+    done: Mapped[int] = mapped_column(Integer)
+    total: Mapped[int] = mapped_column(Integer)
+    params: Mapped[dict[str, Any]]
+    result: Mapped[dict[str, Any] | None]
+    error: Mapped[str | None] = mapped_column(Text)
