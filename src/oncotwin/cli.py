@@ -14,6 +14,7 @@ import typer
 
 from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
 from .cli_service import audit_app, serve, users_app
+from .cli_trial import trial_app
 
 app = typer.Typer(
     help="oncotwin: digital twins of cancer patients — calibrate, forecast, report.",
@@ -586,6 +587,7 @@ def demo(
 app.command()(serve)
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
+app.add_typer(trial_app, name="trial")
 
 
 def main() -> None:  # pragma: no cover - console entry point
