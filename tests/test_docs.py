@@ -21,6 +21,9 @@ def test_readme_links_exist() -> None:
         "docs/data.md",
         "docs/store.md",
         "docs/reports.md",
+        "docs/trials.md",
+        "docs/service.md",
+        "docs/fhir.md",
         "BENCHMARKS.md",
     ):
         assert doc in text
