@@ -21,6 +21,7 @@ def test_readme_links_exist() -> None:
         "docs/data.md",
         "docs/store.md",
         "docs/reports.md",
+        "docs/optimize.md",
         "docs/trials.md",
         "docs/service.md",
         "docs/fhir.md",

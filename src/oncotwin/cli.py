@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
+from .cli_optimize import optimize
 from .cli_service import audit_app, serve, users_app
 from .cli_trial import trial_app
 
@@ -584,6 +585,7 @@ def demo(
     con.print(f"done in {time.perf_counter() - start:.0f} s")
 
 
+app.command()(optimize)
 app.command()(serve)
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")

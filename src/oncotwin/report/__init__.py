@@ -16,6 +16,7 @@ from .html import patient_filename
 from .patient import patient_report, write_patient_report
 from .plots import cohort_figure, figure_png, forecast_figure, posterior_figure
 from .population import population_report, vpc_bands, write_population_report
+from .recommendation import recommendation_section, write_recommendation_report
 
 __all__ = [
     "CohortEntry",
@@ -32,8 +33,10 @@ __all__ = [
     "population_report",
     "posterior_figure",
     "pretty_unit",
+    "recommendation_section",
     "vpc_bands",
     "write_cohort_report",
     "write_patient_report",
     "write_population_report",
+    "write_recommendation_report",
 ]

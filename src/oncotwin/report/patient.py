@@ -45,6 +45,7 @@ from .html import (
 if TYPE_CHECKING:
     from ..inference.compare import ModelComparison
     from ..inference.posterior import Posterior
+    from ..optimize import Recommendation
     from ..schedule import Schedule
     from ..twin import DigitalTwin, Forecast
 
@@ -226,6 +227,7 @@ def _header(
 
 _SECTIONS = (
     ("headline", "Forecast"),
+    ("recommendation", "Recommendation"),
     ("figure", "Figure"),
     ("parameters", "Parameters"),
     ("diagnostics", "Calibration checks"),
@@ -484,6 +486,14 @@ def _provenance_section(
     return f'<section id="provenance"><h2>Provenance</h2>{table}</section>'
 
 
+def _recommendation_html(recommendation: Recommendation | None) -> str:
+    if recommendation is None:
+        return ""
+    from .recommendation import recommendation_section
+
+    return recommendation_section(recommendation)
+
+
 def patient_report(
     twin: DigitalTwin,
     forecasts: Mapping[str, Forecast],
@@ -493,6 +503,7 @@ def patient_report(
     provenance: Mapping[str, Any] | None = None,
     history: Sequence[Mapping[str, Any]] | None = None,
     surprises: Sequence[Mapping[str, Any]] | None = None,
+    recommendation: Recommendation | None = None,
 ) -> str:
     """One patient's report as a self-contained HTML page.
 
@@ -506,6 +517,8 @@ def patient_report(
             converged, ...).
         surprises: observations outside the previous forecast's 95% interval (mappings with
             time, observed, median, lo, hi, ...); an empty list says there were none.
+        recommendation: a treatment recommendation to show after the forecast (optional; see
+            :func:`oncotwin.optimize.optimize_twin`).
 
     Returns:
         The HTML text. A red banner opens the page when any posterior or forecast failed its
@@ -516,6 +529,7 @@ def patient_report(
     problems = _problems(twin, forecasts)
     sections = [
         _headline(twin, forecasts, HEADLINE_LEVEL) if forecasts else "",
+        _recommendation_html(recommendation),
         _figure_section(twin, forecasts, bool(problems)),
         _parameters_section(twin),
         _diagnostics_section(twin),
