@@ -326,7 +326,7 @@ def normalise(
     p.rows(rate < 0, name["rate"], "RATE must not be negative (modelled rates are not supported)")
     p.rows(dur < 0, name["dur"], "DUR must not be negative")
     a = np.nan_to_num(amt_raw)
-    with np.errstate(divide="ignore", invalid="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         p.rows(
             (rate > 0) & (dur > 0) & ~np.isclose(rate * dur, a, rtol=1e-6),
             name["rate"],
