@@ -1,8 +1,9 @@
 """The dashboard in real headless Chromium (Playwright), against the app served by uvicorn.
 
 Log in, open a patient, see the forecast fan chart, toggle an alternative schedule, see the
-recommendation slot and the audit entry of this visit. Screenshots are saved under the test's
-tmp dir (and copied to ``$ONCOTWIN_SCREENSHOT_DIR`` when set, as CI artefacts).
+empty recommendation slot, request a radiotherapy recommendation with the form, follow the
+job and read its headline, and see the audit entry of this visit. Screenshots are saved under
+the test's tmp dir (and copied to ``$ONCOTWIN_SCREENSHOT_DIR`` when set, as CI artefacts).
 """
 
 from __future__ import annotations
@@ -96,6 +97,25 @@ def test_dashboard_end_to_end(served: tuple[World, str], tmp_path: Path) -> None
                                   ".map(t => t.visible)")  # fmt: skip
             assert shown == [True, True, True]
             assert page.inner_text("#recommendation") == "No recommendation yet."
+            # Request a radiotherapy recommendation (40 draws: cheap) and wait for its headline.
+            page.select_option("#rec-modality", "radiotherapy")
+            page.fill("#rec-draws", "40")
+            page.click("#rec-submit")
+            page.wait_for_selector("#rec-headline", timeout=120_000)
+            latest = c.get("/api/patients/P1/recommendation", headers=h).json()
+            assert latest["available"], latest
+            rec = latest["recommendation"]
+            assert (rec["modality"], rec["n_draws"]) == ("radiotherapy", 40)
+            assert page.inner_text("#rec-headline") == rec["headline"]
+            sure = rec["confident"] or rec["standard_is_best"]
+            assert ("caution" in page.get_attribute("#rec-headline", "class")) == (
+                not sure and bool(rec["best"]))  # fmt: skip
+            table = page.inner_text("#rec-table")
+            assert "standard of care" in table and rec["standard_of_care"]["name"] in table
+            margins = page.inner_text("#rec-constraints")
+            assert all(x["text"] in margins for x in rec["constraints"])
+            assert page.inner_text("#rec-status").endswith("done.")
+            assert "Assumptions" in page.inner_text("#recommendation")
             assert "no treatment effect" in page.inner_text("#fc-text")  # Gompertz
             about = page.inner_text("#about")
             assert "passed its checks" in about and "gompertz" in about

@@ -18,7 +18,8 @@ USERS = ("admin", "clin_a", "clin_b", "res")
 ROLE_OF = {"admin": "admin", "clin_a": "clinician", "clin_b": "clinician", "res": "researcher"}
 
 # rule: "public", "any" (every role), a role name, "patient" (clinicians of the patient's team),
-# "team" (clinicians; the body names a team or patients), "owner" (the job's creator or admin).
+# "team" (clinicians; the body names a team or patients), "owner" (the job's creator or admin),
+# "research" (researchers and admins).
 ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/auth/token"): "public",
     ("GET", "/api/health"): "public",
@@ -35,6 +36,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("POST", "/api/patients/{patient_id}/forecasts"): "patient",
     ("GET", "/api/patients/{patient_id}/surprises"): "patient",
     ("GET", "/api/patients/{patient_id}/recommendation"): "patient",
+    ("POST", "/api/patients/{patient_id}/recommendations"): "patient",
     ("GET", "/api/patients/{patient_id}/report"): "patient",
     ("GET", "/api/patients/{patient_id}/consent"): "patient",
     ("POST", "/api/patients/{patient_id}/consent"): "patient",
@@ -45,6 +47,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/research/export"): "researcher",
     ("GET", "/api/research/cohort"): "researcher",
     ("POST", "/api/research/synthetic"): "researcher",
+    ("POST", "/api/research/trials"): "research",
     ("GET", "/api/admin/users"): "admin",
     ("POST", "/api/admin/users"): "admin",
     ("POST", "/api/admin/users/{name}/token"): "admin",
@@ -58,6 +61,7 @@ ACCESS: dict[tuple[str, str], str] = {
     ("GET", "/api/audit/verify"): "admin",
     ("POST", "/fhir/Bundle"): "team",
     ("GET", "/fhir/Patient/{patient_id}/forecast"): "patient",
+    ("GET", "/fhir/Patient/{patient_id}/recommendation"): "patient",
 }
 
 # Requests that would succeed for the right user (cheap ones: no calibration is started).
@@ -74,6 +78,12 @@ BODIES: dict[tuple[str, str], Any] = {
     },  # fmt: skip
     ("POST", "/api/patients/{patient_id}/consent"): {"scope": "sharing", "granted": True},
     ("POST", "/api/research/synthetic"): {"population": "none-stored", "n": 2},
+    # Rejected by the checks that run before a job is queued (422): nothing is computed.
+    ("POST", "/api/patients/{patient_id}/recommendations"): {
+        "modality": "radiotherapy",
+        "objective": "no_such",
+    },
+    ("POST", "/api/research/trials"): {"design": {"arms": []}},
     ("POST", "/api/admin/users"): {"name": "spare2", "role": "researcher"},
     ("PUT", "/api/admin/users/{name}/active"): {"active": True},
     ("POST", "/api/admin/teams"): {"name": "team-x"},
@@ -155,7 +165,8 @@ def test_forged_tokens_are_401(secured: World) -> None:
 def _allowed(rule: str, user: str) -> bool:
     role = ROLE_OF[user]
     return rule in ("public", "any") or rule == role or (
-        rule in ("patient", "team") and role == "clinician") or rule == "owner"  # fmt: skip
+        rule in ("patient", "team") and role == "clinician") or rule == "owner" or (
+        rule == "research" and role in ("researcher", "admin"))  # fmt: skip
 
 
 @pytest.mark.parametrize("route", sorted(ACCESS))

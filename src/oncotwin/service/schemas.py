@@ -341,6 +341,43 @@ class RecommendationOut(_Out):
     available: bool
     message: str
     recommendation: dict[str, Any] | None = None
+    job_id: int | None = Field(default=None, description="the optimisation job behind it")
+
+
+Modality = Literal["radiotherapy", "chemotherapy", "radiopharmaceutical", "hormone"]
+#: Text of an objective, risk measure or constraint as the CLI takes it ("burden:180",
+#: "cvar:0.9", "ntcp:brain<=0.05", "kidneys-bed:40@0.05"); parsed by oncotwin.optimize.
+Spec = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:<=@+ -]*$")
+]
+
+
+class RecommendationIn(_In):
+    """Optimise a schedule for the patient's latest twin (a background job).
+
+    `objective`, `risk` and `constraints` are written as for ``oncotwin optimize``; see
+    docs/optimize.md.
+    """
+
+    modality: Modality
+    objective: Spec | None = Field(
+        default=None, description="burden:DAYS, auc:DAYS, control:DAYS, ttp, regrowth, tcp or "
+        "resistance (default: regrowth for radiation, burden:180 for chemotherapy, resistance "
+        "for hormone therapy)",
+    )  # fmt: skip
+    constraints: list[Spec] = Field(
+        default_factory=list, max_length=20, description="extra constraints on top of the "
+        "modality's defaults: max-dose:X, cumulative:X, weekdays, rest:DAYS, whole:SIZE, "
+        "oar-bed:GY, ntcp:ORGAN<=P, neutropenia:GRADE<=P, ORGAN-bed:GY@EPS, ORGAN-dose:GY@EPS",
+    )  # fmt: skip
+    risk: Spec = Field(default="cvar:0.9", description="mean, quantile:A or cvar:A over draws")
+    draws: int = Field(default=200, ge=10, le=1000, description="posterior draws")
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    top: int = Field(default=3, ge=1, le=10, description="best schedules returned")
+    threshold: float = Field(
+        default=0.8, ge=0.5, le=0.99,
+        description="probability of beating the standard of care for a confident advice",
+    )  # fmt: skip
 
 
 # -- audit ------------------------------------------------------------------------------------
@@ -426,6 +463,19 @@ class SyntheticIn(_In):
         description="observation times, days",
     )
     min_distance: float = Field(default=0.1, ge=0, le=10)
+
+
+class TrialIn(_In):
+    """Simulate a virtual trial (a background job): the design as in a YAML design file."""
+
+    design: dict[str, Any] = Field(
+        description="the trial design, same fields as the YAML files of docs/trials.md "
+        "(regimens inline: naming a regimen file is refused)",
+    )  # fmt: skip
+    n: int = Field(default=200, ge=2, le=2000, description="patients per trial")
+    replicates: int = Field(default=1, ge=1, le=50, description="replicate trials")
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1,
+                             description="random seed (default: the design's)")  # fmt: skip
 
 
 class SyntheticOut(_Out):

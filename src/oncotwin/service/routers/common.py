@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 from ...store import TwinRecord
 from ...store.audit import AuditRecord
-from ...store.security import ConsentRecord, JobRecord
+from ...store.security import ConsentRecord, JobRecord, Security
 from ..schemas import AuditOut, ConsentOut, JobOut, TwinOut
 
 
@@ -46,3 +46,10 @@ def audit_out(e: AuditRecord) -> AuditOut:
         patient_id=e.patient_id, purpose=e.purpose, outcome=e.outcome, detail=e.detail,
         hash=e.hash,
     )  # fmt: skip
+
+
+def latest_recommendation(security: Security, patient_id: str) -> JobRecord | None:
+    """The patient's latest finished optimisation job with a result, or None."""
+    done = [j for j in security.jobs(kind="optimize", patient_id=patient_id)
+            if j.status == "done" and j.result]  # fmt: skip
+    return max(done, key=lambda j: j.id) if done else None

@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from ..auth import Ctx, allow, patient_access
 from ..schemas import IngestOut
+from .common import latest_recommendation
 from .patients import require_care_consent
 
 router = APIRouter(prefix="/fhir", tags=["fhir"])
@@ -102,4 +103,29 @@ def export_forecast(
     body = forecast_to_fhir(_StoredForecast(pid, stored[name].payload), origin=origin,
                             schedule_name=name, levels=(0.5, 0.9))  # fmt: skip
     ctx.record("export", detail={"fhir": True, "twin_version": rec.version, "schedule": name})
+    return JSONResponse(body, media_type=FHIR_JSON)
+
+
+@router.get("/Patient/{patient_id}/recommendation",
+            summary="The latest recommendation as a FHIR RiskAssessment")  # fmt: skip
+def export_recommendation(ctx: Ctx = Depends(patient_access)) -> JSONResponse:
+    """The latest treatment recommendation as a FHIR R4 RiskAssessment (404 when none).
+
+    ``mitigation`` names the recommended schedule; predictions carry the probabilities behind
+    it; constraint margins and provenance are extensions; status is "preliminary" with a
+    warning note when the calibration behind it did not pass its checks.
+    """
+    from ...data.fhir_export import recommendation_to_fhir
+
+    require_care_consent(ctx)
+    svc, pid = ctx.svc, ctx.patient_id or ""
+    job = latest_recommendation(svc.security, pid)
+    if job is None or job.result is None:
+        raise HTTPException(404, f"patient {pid!r} has no recommendation yet; request one with "
+                                 "POST /api/patients/{patient_id}/recommendations")  # fmt: skip
+    origin = next((r.covariates.get("time_origin") for r in svc.store.patients() if r.id == pid),
+                  None)  # fmt: skip
+    body = recommendation_to_fhir(job.result, origin=origin)
+    ctx.record("export", detail={"fhir": True, "job": job.id,
+                                 "schedule": job.result.get("schedule_name")})  # fmt: skip
     return JSONResponse(body, media_type=FHIR_JSON)

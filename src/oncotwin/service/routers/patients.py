@@ -32,13 +32,14 @@ from ..schemas import (
     PatientIn,
     PatientOut,
     PatientSummaryOut,
+    RecommendationIn,
     RecommendationOut,
     SurpriseOut,
     TwinIn,
     TwinOut,
     TwinUpdateIn,
 )
-from .common import audit_out, consent_out, job_out, twin_out
+from .common import audit_out, consent_out, job_out, latest_recommendation, twin_out
 
 router = APIRouter(prefix="/api/patients", tags=["patients"])
 clinician = allow("clinician")
@@ -336,13 +337,41 @@ def get_surprises(ctx: Ctx = Depends(patient_access)) -> list[SurpriseOut]:
 def get_recommendation(ctx: Ctx = Depends(patient_access)) -> RecommendationOut:
     """The result of the latest finished optimisation job of the patient, if there is one."""
     require_care_consent(ctx)
-    done = [j for j in ctx.svc.security.jobs(kind="optimize", patient_id=ctx.patient_id)
-            if j.status == "done" and j.result]  # fmt: skip
-    ctx.record("read", detail={"available": bool(done)})
-    if not done:
+    job = latest_recommendation(ctx.svc.security, ctx.patient_id or "")
+    ctx.record("read", detail={"available": job is not None})
+    if job is None:
         return RecommendationOut(available=False, message="no recommendation yet")
-    return RecommendationOut(available=True, message=f"from optimisation job {done[0].id}",
-                             recommendation=done[0].result)  # fmt: skip
+    return RecommendationOut(available=True, message=f"from optimisation job {job.id}",
+                             recommendation=job.result, job_id=job.id)  # fmt: skip
+
+
+@router.post("/{patient_id}/recommendations", status_code=202, response_model=JobOut,
+             summary="Request a treatment recommendation (background job)")  # fmt: skip
+def request_recommendation(body: RecommendationIn, ctx: Ctx = Depends(patient_access)) -> JobOut:
+    """Optimise a schedule of `modality` for the latest twin, beside the standard of care.
+
+    The objective, risk measure and constraints are checked now (422 naming the field); the
+    optimisation runs as a job of kind "optimize" with progress, whose result
+    ``GET .../recommendation`` then returns: the best schedules with their forecast (median
+    and 90% interval), the standard of care, the probability of doing better, the constraint
+    margins, the assumptions and the calibration warning, if any.
+    """
+    from ..compute import check_optimisation, run_optimisation
+
+    require_care_consent(ctx)
+    svc, pid = ctx.svc, ctx.patient_id or ""
+    check_optimisation(body.modality, body.objective, body.risk, list(body.constraints))
+    if not svc.store.twin_history(pid):  # a 404 now, not a failed job later
+        raise NotFoundError(f"patient {pid!r} has no twin yet; calibrate one first")
+
+    def work(progress: Any) -> dict[str, Any]:
+        return run_optimisation(svc.store, pid, body, progress)
+
+    params = body.model_dump()
+    job_id = svc.jobs.submit("optimize", work, created_by=ctx.principal.name, patient_id=pid,
+                             params=params)  # fmt: skip
+    ctx.record("compute", detail={"job": job_id, **params})
+    return job_out(svc.security.job(job_id))
 
 
 @router.get("/{patient_id}/report", response_class=HTMLResponse, summary="HTML patient report")
