@@ -39,6 +39,116 @@ function fanTraces(f, i, lastObs, visible) {
   ];
 }
 
+function el(parent, tag, text, cls) {
+  const e = document.createElement(tag);
+  if (text !== undefined && text !== null) e.textContent = text;
+  if (cls) e.className = cls;
+  parent.appendChild(e);
+  return e;
+}
+
+function outcomeUnit(r) {
+  const u = r.objective.unit;
+  return u === "day" ? "days" : u === "data" || u === "probability" ? "" : u;
+}
+
+// The recommendation in words first (as the HTML report): the headline, coloured when the data
+// do not support a confident advice, then best schedule vs standard of care, margins, caveats.
+function showRecommendation(slot, rec, latestVersion) {
+  slot.replaceChildren();
+  if (!rec.available) {
+    slot.textContent = rec.message === "no recommendation yet" ? "No recommendation yet." : rec.message;
+    return;
+  }
+  const r = rec.recommendation;
+  if (r.warning) {
+    el(slot, "p", `Warning: the calibration behind this recommendation did not converge (${r.warning}). Not for clinical decisions.`, "alert");
+  }
+  const feasible = (r.best || []).length > 0;
+  const sure = r.confident || r.standard_is_best;
+  const head = el(slot, "p", r.headline, "headline" + (!feasible ? " alert" : sure ? "" : " caution"));
+  head.id = "rec-headline";
+  const cap = r.modality.charAt(0).toUpperCase() + r.modality.slice(1);
+  el(slot, "p", `${cap}: optimising ${r.objective.label} (${r.risk.label}) over ${r.n_draws} posterior draws (seed ${r.seed}); ` +
+    `${r.n_candidates} schedules compared on the same draws. A schedule is recommended only if it beats the standard of care ` +
+    `in at least ${Math.round(100 * r.threshold)}% of draws.`, "sub");
+  const prov = r.provenance || {};
+  if (latestVersion && prov.twin_version && prov.twin_version !== latestVersion) {
+    el(slot, "p", `Computed on twin version ${prov.twin_version}; the latest is version ${latestVersion}. Request a new recommendation.`, "caution");
+  }
+  const unit = outcomeUnit(r);
+  const table = el(slot, "table");
+  table.id = "rec-table";
+  el(table, "caption", `Best schedule and the standard of care: ${r.objective.label}` + (unit ? ` (${unit})` : ""));
+  table.insertAdjacentHTML("beforeend", '<thead><tr><th scope="col">Schedule</th><th scope="col">Role</th><th scope="col">Median</th>' +
+    '<th scope="col">90% interval</th><th scope="col">Constraints</th></tr></thead>');
+  const body = el(table, "tbody");
+  const rows = (r.best || []).filter((b) => !b.standard_of_care).slice(0, 1).concat([r.standard_of_care]);
+  for (const b of rows) {
+    const tr = el(body, "tr");
+    el(tr, "td", b.name);
+    el(tr, "td", b.standard_of_care ? "standard of care" : "best found");
+    el(tr, "td", OT.num(b.median));
+    el(tr, "td", `${OT.num(b.lo90)} to ${OT.num(b.hi90)}`);
+    el(tr, "td", b.feasible ? "all met" : "VIOLATED", b.feasible ? "" : "warn");
+  }
+  if ((r.constraints || []).length) {
+    el(slot, "h3", `Constraint margins of ${r.schedule_name}`);
+    const ul = el(slot, "ul");
+    ul.id = "rec-constraints";
+    for (const c of r.constraints) el(ul, "li", c.text, c.met ? "" : "warn");
+  }
+  if ((r.notes || []).length) {
+    el(slot, "h3", "Assumptions");
+    const ul = el(slot, "ul");
+    for (const n of r.notes) el(ul, "li", n);
+  }
+  el(slot, "p", `From optimisation job ${rec.job_id ?? "—"} on twin version ${prov.twin_version ?? "—"} (${prov.model || "model"}, ${prov.method || ""} calibration).`, "sub");
+}
+
+// Start an optimisation job, follow its progress, then show its result.
+function requestForm(base, slot, latestVersion) {
+  const form = document.getElementById("rec-form");
+  const button = document.getElementById("rec-submit");
+  const bar = document.getElementById("rec-progress");
+  const status = document.getElementById("rec-status");
+  if (!latestVersion) {
+    button.disabled = true;
+    status.textContent = "A recommendation needs a twin: calibrate one first.";
+    return;
+  }
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { modality: document.getElementById("rec-modality").value,
+                   draws: Number(document.getElementById("rec-draws").value) };
+    const objective = document.getElementById("rec-objective").value.trim();
+    if (objective) body.objective = objective;
+    button.disabled = true;
+    status.className = "";
+    status.textContent = "Starting the optimisation…";
+    bar.hidden = false;
+    bar.value = 0;
+    try {
+      let job = await OT.api(`${base}/recommendations`, { method: "POST", body });
+      while (job.status === "queued" || job.status === "running") {
+        bar.value = job.progress;
+        status.textContent = `Job ${job.id} ${job.status}` + (job.label ? `: ${job.label}` : "") + ` (${Math.round(100 * job.progress)}%)`;
+        await new Promise((resolve) => setTimeout(resolve, 500));
+        job = await OT.api(`/api/jobs/${job.id}`);
+      }
+      if (job.status === "failed") throw new Error(`The optimisation failed: ${job.error}`);
+      bar.value = 1;
+      status.textContent = `Job ${job.id} done.`;
+      showRecommendation(slot, await OT.api(`${base}/recommendation`), latestVersion);
+    } catch (e) {
+      status.className = "error";
+      status.textContent = e.message;
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
 (async function () {
   if (!OT.token()) { location.href = "index.html"; return; }
   await OT.me();
@@ -126,19 +236,12 @@ function fanTraces(f, i, lastObs, visible) {
     }
   }
 
-  // Recommendation
-  const rec = await OT.api(`${base}/recommendation`).catch((e) => ({ available: false, message: e.message }));
+  // Recommendation, and the form that requests one
   const slot = document.getElementById("recommendation");
-  if (!rec.available) {
-    slot.textContent = rec.message === "no recommendation yet" ? "No recommendation yet." : rec.message;
-  } else {
-    const r = rec.recommendation;
-    const risks = (r.risks || []).map((x) => `<li>${OT.esc(x.outcome)}: ${OT.num(100 * x.probability)}%` +
-      (x.lo !== undefined ? ` (${OT.num(100 * x.lo)}–${OT.num(100 * x.hi)}%)` : "") + "</li>").join("");
-    const cons = (r.constraints || []).map((c) => `<li>${OT.esc(c.name)}: ${OT.num(c.value)} of limit ${OT.num(c.limit)} ${OT.esc(c.unit || "")} (margin ${OT.num(c.margin)})</li>`).join("");
-    slot.innerHTML = `<p>Recommended plan: <strong>${OT.esc(r.schedule_name || "—")}</strong></p>` +
-      (risks ? `<h3>Risks</h3><ul>${risks}</ul>` : "") + (cons ? `<h3>Constraint margins</h3><ul>${cons}</ul>` : "");
-  }
+  const latestVersion = patient.twins.length ? patient.twins[patient.twins.length - 1].version : null;
+  const rec = await OT.api(`${base}/recommendation`).catch((e) => ({ available: false, message: e.message }));
+  showRecommendation(slot, rec, latestVersion);
+  requestForm(base, slot, latestVersion);
 
   // Surprises
   const surprises = await OT.api(`${base}/surprises`);
