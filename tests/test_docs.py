@@ -24,6 +24,7 @@ def test_readme_links_exist() -> None:
         "docs/optimize.md",
         "docs/trials.md",
         "docs/service.md",
+        "docs/spatial.md",
         "docs/fhir.md",
         "BENCHMARKS.md",
     ):

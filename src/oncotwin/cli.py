@@ -15,6 +15,7 @@ import typer
 from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
 from .cli_optimize import optimize
 from .cli_service import audit_app, serve, users_app
+from .cli_spatial import spatial_app
 from .cli_trial import trial_app
 
 app = typer.Typer(
@@ -590,6 +591,7 @@ app.command()(serve)
 app.add_typer(audit_app, name="audit")
 app.add_typer(users_app, name="users")
 app.add_typer(trial_app, name="trial")
+app.add_typer(spatial_app, name="spatial")
 
 
 def main() -> None:  # pragma: no cover - console entry point
