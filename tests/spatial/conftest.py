@@ -12,7 +12,7 @@ import pytest
 
 from oncotwin.data.phantom import make_phantom, write_phantom
 
-SHAPE, SPACING, SEED = (36, 40), (2.5, 2.5), 3
+SHAPE, SPACING, SEED = (36, 40), (2.5, 2.5), 5
 
 
 @pytest.fixture(scope="session")

@@ -7,20 +7,36 @@ the scalar parameters are few, so the full Hessian is cheap). Draws from it give
 cellularity maps and total tumour cell count with intervals, under the delivered plan or any
 other plan.
 
-Statistical model for visit ``k`` (after the first calibration visit, whose cellularity map is
-the initial condition):
+Statistical model. The first calibration visit gives the initial state, but not exactly:
+
+- inside its ROI the true initial map is latent, ``u0 = obs0 + sigma * eta`` with ``eta ~
+  N(0, 1)`` per voxel: with a flat prior on ``u0`` and ``obs0 ~ Normal(u0, sigma^2)`` this
+  non-centred form is exactly the joint posterior (the first image's likelihood and the
+  Jacobian of ``u0 -> eta`` cancel to ``N(eta; 0, 1)``). Taking ``obs0`` as exact instead
+  (``initial_state="observed"``) lets the model explain the first image's noise as extra
+  diffusion, an errors-in-variables bias (D 1.2-1.6x too high on the phantoms);
+- the invisible infiltrative tail outside the first ROI is ``c exp(-d / l)`` with ``d`` the
+  distance to the ROI and ``l = tail_ratio * sqrt(D / rho)``; ``sqrt(D / rho)`` is the decay
+  length of a Fisher-Kolmogorov front (Swanson KR et al. Br J Cancer 2008;98:113-119;
+  Konukoglu E et al. IEEE Trans Med Imaging 2010;29:77-95), and ``tail_ratio`` (log-normal,
+  median 1, log-sd 0.5) is calibrated because a real front is not exactly exponential (with it
+  fixed at 1, D came out 30% high even from noise-free images);
+
+and for each later visit ``k``:
 
 - inside the tumour ROI: ``obs = u_model + e``, ``e ~ Normal(0, sigma^2)`` per voxel;
 - inside the tissue mask but outside the ROI the image only says the cellularity was below the
   segmentation level ``c``: a censored term ``P(u_model + e < c) = Phi((c - u_model)/sigma)``
   (the standard treatment of values below a detection limit; Beal SL. J Pharmacokinet
   Pharmacodyn 2001;28:481-504, method M3);
-- the invisible infiltrative tail outside the initial ROI is not left at zero: it is set to
-  ``c exp(-d / l)`` with ``d`` the distance to the ROI and ``l = sqrt(D / rho)``, the decay
-  length of a Fisher-Kolmogorov front (Swanson KR et al. Br J Cancer 2008;98:113-119;
-  Konukoglu E et al. IEEE Trans Med Imaging 2010;29:77-95);
 - priors: log-normal on each free parameter (:data:`oncotwin.models.spatial.SPATIAL_PARAMS`)
   and on ``sigma`` (median 0.05, log-sd 1).
+
+The MAP is joint over parameters and latent offsets (L-BFGS in two stages: parameters alone,
+then all, with the parameters whitened by the first stage's Hessian). The Laplace posterior of
+the parameters is the Gaussian whose precision is the Schur complement of the latent block
+(Hessian-vector products and conjugate gradients; the latent block is never formed). Forecast
+draws move the initial map with each parameter draw (its conditional mean under that Gaussian).
 
 Agreement with later visits: Dice of the predicted ROI (median cellularity above ``c``) with the
 observed ROI, Lin's concordance correlation coefficient of voxel cellularity (Lin LI. Biometrics
@@ -45,6 +61,9 @@ from ..models import spatial as sp
 
 Progress = Callable[[str, int], Callable[[int], None]]
 SIGMA_PRIOR = (0.05, 1.0)  # median, log-sd of the noise sd (cellularity units)
+# ratio of the invisible tail's decay length to sqrt(D/rho): median 1 (the Fisher front's
+# exponential decay), log-sd 0.5 (the developed front's decay is (1 + d/l) exp(-d/l), heavier)
+TAIL_PRIOR = (1.0, 0.5)
 DEFAULT_FREE = ("D", "rho", "alpha")
 LEVEL = 0.9
 
@@ -67,6 +86,9 @@ class Setup:
         detection: segmentation level of the ROI (normalised cellularity).
         box: crop box into the original images.
         ic_smoothing: sd of the Gaussian smoothing of the initial map, voxels (0: none).
+        initial_state: "latent" (the first map's true cellularity inside its ROI is unknown,
+            observed with the same noise as the later maps, and estimated with the
+            parameters) or "observed" (the first map is taken as exact).
     """
 
     patient: SpatialPatient
@@ -78,6 +100,7 @@ class Setup:
     detection: float
     box: tuple[slice, ...]
     ic_smoothing: float = 0.0
+    initial_state: str = "latent"
 
     @property
     def t0(self) -> float:
@@ -172,9 +195,18 @@ class _Problem:
         obs = np.stack([pt.visits[k].cellularity for k in setup.calib[1:]])
         rois = np.stack([pt.visits[k].roi for k in setup.calib[1:]])
         self.specs = [sp.param_spec(n) for n in setup.free]
-        prior_mu = [math.log(s.prior_median) for s in self.specs] + [math.log(SIGMA_PRIOR[0])]
-        prior_sd = [s.prior_sd for s in self.specs] + [SIGMA_PRIOR[1]]
-        self.n = len(self.specs) + 1
+        prior_mu = [math.log(s.prior_median) for s in self.specs] + [
+            math.log(SIGMA_PRIOR[0]), math.log(TAIL_PRIOR[0])
+        ]  # fmt: skip
+        prior_sd = [s.prior_sd for s in self.specs] + [SIGMA_PRIOR[1], TAIL_PRIOR[1]]
+        self.i_sigma, self.i_tail = len(self.specs), len(self.specs) + 1
+        self.n = len(self.specs) + 2
+        # latent initial state: one standardised offset per voxel of the first ROI
+        self.latent_idx = (
+            np.flatnonzero(first.roi & pt.mask) if setup.initial_state == "latent" else
+            np.zeros(0, dtype=np.int64)
+        )  # fmt: skip
+        self.n_latent = int(self.latent_idx.size)
         self.data: dict[str, Any] = {
             "cond": tuple(jnp.asarray(c) for c in self.op.conductance),
             "mask": jnp.asarray(self.op.mask),
@@ -192,6 +224,7 @@ class _Problem:
             "prior_mu": jnp.asarray(prior_mu),
             "prior_sd": jnp.asarray(prior_sd),
             "detection": jnp.asarray(float(setup.detection)),
+            "latent_idx": jnp.asarray(self.latent_idx),
         }
         self.prior_mu = np.asarray(prior_mu)
         self.prior_sd = np.asarray(prior_sd)
@@ -216,10 +249,20 @@ class _Problem:
             out[name] = v
         return out
 
-    def initial(self, p: Mapping[str, Any], data: Mapping[str, Any]) -> Any:
-        ell = jnp.sqrt(p["D"] / p["rho"])
+    def initial(self, z: Any, data: Mapping[str, Any]) -> Any:
+        """Initial state for the full unconstrained vector `z` (parameters, log sigma, latent)."""
+        p = self.params(z)
+        ell = jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"])
         tail = data["detection"] * jnp.exp(-data["dist"] / ell)
-        return jnp.where(data["roi0"], data["u_obs0"], jnp.where(data["tail_zone"], tail, 0.0))
+        u0 = data["u_obs0"]
+        if self.n_latent:
+            # non-centred: u0 = observed + sigma * eta, eta ~ N(0, 1) a priori; this is the
+            # flat-prior posterior of the true map given the first image (the change of
+            # variables absorbs the first image's likelihood and its Jacobian, see module doc)
+            sigma = jnp.exp(z[self.i_sigma])
+            flat = u0.reshape(-1).at[data["latent_idx"]].add(sigma * z[self.n :])
+            u0 = flat.reshape(u0.shape)
+        return jnp.where(data["roi0"], u0, jnp.where(data["tail_zone"], tail, 0.0))
 
     def run(
         self, z: Any, data: Mapping[str, Any], saves: Sequence[int], checkpoint: bool = True
@@ -228,7 +271,7 @@ class _Problem:
         op = sp.Operator(data["cond"], data["mask"], data["dose"])
         forcing = sp.Forcing(self.setup.dt, data["rt"], data["ex"])
         return sp.simulate(
-            self.initial(p, data),
+            self.initial(z, data),
             p,
             op,
             forcing,
@@ -239,13 +282,14 @@ class _Problem:
 
     def neg_log_post(self, z: Any, data: Mapping[str, Any]) -> Any:
         maps, _ = self.run(z, data, self.saves)
-        sigma = jnp.exp(z[-1])
+        sigma = jnp.exp(z[self.i_sigma])
         r = (data["obs"] - maps) / sigma
         gauss = jnp.sum(jnp.where(data["in_roi"], -0.5 * r * r - jnp.log(sigma), 0.0))
         below = jax.scipy.special.log_ndtr((data["detection"] - maps) / sigma)
         cens = jnp.sum(jnp.where(data["censored"], below, 0.0))
-        prior = -0.5 * jnp.sum(((z - data["prior_mu"]) / data["prior_sd"]) ** 2)
-        return -(gauss + cens + prior)
+        prior = -0.5 * jnp.sum(((z[: self.n] - data["prior_mu"]) / data["prior_sd"]) ** 2)
+        latent = -0.5 * jnp.sum(z[self.n :] ** 2)
+        return -(gauss + cens + prior + latent)
 
 
 @dataclass
@@ -254,7 +298,8 @@ class SpatialPosterior:
 
     Attributes:
         setup: the calibration problem.
-        names: parameter names (free model parameters, then "sigma").
+        names: parameter names (free model parameters, then "sigma" and "tail_ratio", the
+            invisible tail's decay length over sqrt(D/rho)).
         z_map: MAP on the unconstrained (log) scale.
         cov: posterior covariance on that scale (inverse Hessian).
         draws: constrained draws, shape ``(n_draws, n_params)``.
@@ -262,6 +307,10 @@ class SpatialPosterior:
         converged: whether L-BFGS met its gradient tolerance and the Hessian was positive
             definite.
         diagnostics: iterations, final gradient norm, objective, Hessian eigenvalues.
+        latent_map: MAP of the standardised latent offsets of the initial map (one per voxel of
+            the first ROI; empty when the first map is taken as exact).
+        latent_gain: ``K`` with ``E[eta | z] = latent_map - K (z - z_map)`` under the Laplace
+            Gaussian, ``(n_latent, n_params)``; forecasts move the initial map with each draw.
     """
 
     setup: Setup
@@ -272,6 +321,19 @@ class SpatialPosterior:
     seed: int
     converged: bool
     diagnostics: dict[str, Any] = field(default_factory=dict)
+    latent_map: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    latent_gain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def full(self, zs: np.ndarray) -> np.ndarray:
+        """Full unconstrained vectors (parameters, log sigma, latent) for draws `zs` (log scale).
+
+        The latent offsets are their conditional mean given each draw (Laplace Gaussian).
+        """
+        zs = np.atleast_2d(zs)
+        if self.latent_map.size == 0:
+            return zs
+        eta = self.latent_map[None, :] - (zs - self.z_map[None, :]) @ self.latent_gain.T
+        return np.concatenate([zs, eta], axis=1)
 
     @property
     def map(self) -> dict[str, float]:
@@ -290,7 +352,7 @@ class SpatialPosterior:
     def summary(self, level: float = LEVEL) -> list[dict[str, Any]]:
         """One row per parameter: MAP (= median), interval bounds, unit, truth if known."""
         truth = self.setup.patient.truth.get("params", {})
-        units = {p.name: p.unit for p in sp.SPATIAL_PARAMS} | {"sigma": "1"}
+        units = {p.name: p.unit for p in sp.SPATIAL_PARAMS} | {"sigma": "1", "tail_ratio": "1"}
         rows = []
         for n in self.names:
             lo, hi = self.interval(n, level)
@@ -318,6 +380,7 @@ def prepare(
     detection: float = 0.1,
     crop_margin_mm: float | None = 30.0,
     ic_smoothing: float = 0.0,
+    initial_state: str = "latent",
 ) -> Setup:
     """Check and assemble a calibration problem.
 
@@ -332,11 +395,16 @@ def prepare(
         detection: cellularity level of the tumour segmentation.
         crop_margin_mm: crop to the calibration ROIs plus this margin (None: whole image).
         ic_smoothing: sd (voxels) of the Gaussian smoothing of the initial cellularity map.
+        initial_state: "latent" (default: the first map inside its ROI is estimated with the
+            parameters, observed with noise sigma) or "observed" (taken as exact; biases D
+            upwards with noisy images, see docs/spatial.md).
 
     Raises:
         DataError: fewer than two calibration visits, or an empty first ROI.
         ModelError: unknown parameter names or unstable step at the prior's upper range.
     """
+    if initial_state not in ("latent", "observed"):
+        raise ModelError(f"initial_state must be 'latent' or 'observed', got {initial_state!r}")
     nv = len(patient.visits)
     calib = (
         tuple(range(max(nv - 2, 2))) if calibration_visits is None else tuple(calibration_visits)
@@ -365,7 +433,10 @@ def prepare(
 
         box = crop_box(union, patient.spacing, crop_margin_mm, within=patient.mask)
         patient = _cropped(patient, box, crop_affine(patient.affine, box))
-    return Setup(patient, calib, tuple(free), fix, growth, dt, detection, box, float(ic_smoothing))
+    return Setup(
+        patient, calib, tuple(free), fix, growth, dt, detection, box, float(ic_smoothing),
+        initial_state,
+    )  # fmt: skip
 
 
 def _cropped(pt: SpatialPatient, box: tuple[slice, ...], affine: np.ndarray) -> SpatialPatient:
@@ -381,12 +452,90 @@ def _cropped(pt: SpatialPatient, box: tuple[slice, ...], affine: np.ndarray) -> 
     )  # fmt: skip
 
 
+def _hvp_rows(prob: _Problem) -> Callable[[Any, Any], Any]:
+    """Jitted ``(z, data) -> `` the first ``prob.n`` rows of the Hessian of the objective."""
+    grad = jax.grad(prob.neg_log_post)
+
+    def rows(z: Any, data: Any) -> Any:
+        def hvp(v: Any) -> Any:
+            return jax.jvp(lambda x: grad(x, data), (z,), (v,))[1]
+
+        return jax.vmap(hvp)(jnp.eye(z.shape[0])[: prob.n])
+
+    return jax.jit(rows)
+
+
+def _marginal_hessian(
+    prob: _Problem, z: Any, data: Mapping[str, Any], hvp_rows: Callable[[Any, Any], Any]
+) -> tuple[Any, Any, float, int]:
+    """Hessian of the negative log posterior marginal over the latent initial map (Laplace).
+
+    With ``H = [[A, B], [B^T, C]]`` (parameters first, latent offsets last) the Gaussian
+    marginal of the parameters has precision ``A - B C^{-1} B^T`` (Schur complement). ``A`` and
+    ``B`` come from ``n`` Hessian-vector products; ``C^{-1} B^T`` from conjugate gradients with
+    Hessian-vector products (``C`` is the identity plus the data's curvature, well conditioned),
+    so the latent block is never formed.
+
+    Returns:
+        ``(precision, gain, residual, iterations)``: the ``n x n`` marginal precision,
+        ``K = C^{-1} B^T``, the largest relative CG residual and the CG iterations (0 and 0
+        without latent offsets).
+    """
+    n, m = prob.n, prob.n_latent
+    rows = np.asarray(hvp_rows(z, data))  # (n, n + m)
+    a = 0.5 * (rows[:, :n] + rows[:, :n].T)
+    if m == 0:
+        return a, np.zeros((0, n)), 0.0, 0
+    b = rows[:, n:]
+    gain, res, its = _cg_solver(prob)(jnp.asarray(b.T), z, data)
+    gain = np.asarray(gain)
+    schur = a - b @ gain
+    return 0.5 * (schur + schur.T), gain, float(res), int(its)
+
+
+def _cg_solver(prob: _Problem) -> Callable[[Any, Any, Any], Any]:
+    """Jitted ``(rhs, z, data) -> (X, residual, iterations)`` solving ``C X = rhs`` column by column by
+    conjugate gradients, ``C`` the latent block of the Hessian at `z` (relative tolerance 1e-6,
+    at most 100 iterations)."""
+    n = prob.n
+    grad = jax.grad(prob.neg_log_post)
+
+    def solve(rhs: Any, z: Any, data: Any) -> tuple[Any, Any, Any]:
+        def cmv(v: Any) -> Any:  # C v, one column
+            tangent = jnp.concatenate([jnp.zeros(n), v])
+            return jax.jvp(lambda x: grad(x, data), (z,), (tangent,))[1][n:]
+
+        def mv(x: Any) -> Any:
+            return jax.vmap(cmv, in_axes=1, out_axes=1)(x)
+
+        def body(state: Any) -> Any:
+            k, x, r, p, rr = state
+            q = mv(p)
+            alpha = rr / jnp.sum(p * q, axis=0)
+            x = x + alpha * p
+            r = r - alpha * q
+            rr_new = jnp.sum(r * r, axis=0)
+            return k + 1, x, r, r + (rr_new / rr) * p, rr_new
+
+        def cond(state: Any) -> Any:
+            k, _, _, _, rr = state
+            return (k < 100) & jnp.any(rr > 1e-12 * jnp.sum(rhs * rhs, axis=0))
+
+        rr0 = jnp.sum(rhs * rhs, axis=0)
+        k, x, r, _, _ = jax.lax.while_loop(cond, body, (0, jnp.zeros_like(rhs), rhs, rhs, rr0))
+        # recursive residual (an extra product would cost one more CG iteration)
+        res = jnp.max(jnp.linalg.norm(r, axis=0) / jnp.linalg.norm(rhs, axis=0))
+        return x, res, k
+
+    return jax.jit(solve)
+
+
 def calibrate(
     setup: Setup,
     *,
     n_draws: int = 200,
     seed: int = 0,
-    max_iter: int = 60,
+    max_iter: int = 100,
     gtol: float = 1e-3,
     progress: Progress | None = None,
 ) -> SpatialPosterior:
@@ -414,55 +563,75 @@ def calibrate(
         sp.check_stability(prob.op, setup.fixed["D"], setup.dt)
     start = progress or _no_progress
     data = prob.data
-    z = jnp.asarray(prob.prior_mu)
+    n, m = prob.n, prob.n_latent
+    z = jnp.asarray(np.concatenate([prob.prior_mu, np.zeros(m)]))
     f0 = float(jax.jit(prob.neg_log_post)(z, data))
     if not math.isfinite(f0):
         raise CalibrationError(f"objective not finite at the prior median ({f0})")
     opt = optax.lbfgs()
 
-    @jax.jit
-    def step(z: Any, state: Any, data: Any) -> tuple[Any, Any, Any, Any]:
-        fun = partial(prob.neg_log_post, data=data)
-        value, grad = optax.value_and_grad_from_state(fun)(z, state=state)
-        updates, state = opt.update(grad, state, z, value=value, grad=grad, value_fn=fun)
-        return optax.apply_updates(z, updates), state, value, grad
+    def objective(w: Any, data: Any, shift: Any, scale: Any, on: Any) -> Any:
+        # parameters = shift + scale @ w[:n]; latent offsets switched on (1) or off (0)
+        return prob.neg_log_post(jnp.concatenate([shift + scale @ w[:n], on * w[n:]]), data)
 
-    state = opt.init(z)
+    @jax.jit
+    def step(w: Any, state: Any, data: Any, shift: Any, scale: Any, on: Any) -> Any:
+        fun = partial(objective, data=data, shift=shift, scale=scale, on=on)
+        value, grad = optax.value_and_grad_from_state(fun)(w, state=state)
+        updates, state = opt.update(grad, state, w, value=value, grad=grad, value_fn=fun)
+        return optax.apply_updates(w, updates), state, value, grad
+
+    hvp_rows = _hvp_rows(prob)
     advance = start("calibrate (L-BFGS)", max_iter)
     gnorm, iterations, value = np.inf, 0, f0
-    while iterations < max_iter:
-        z, state, value, grad = step(z, state, data)
-        iterations += 1
-        gnorm = float(jnp.max(jnp.abs(grad)))
-        advance(1)
-        if gnorm < gtol:
-            break
-    value = float(prob.neg_log_post(z, data)) if not math.isfinite(float(value)) else float(value)
-    if not math.isfinite(value) or not np.all(np.isfinite(np.asarray(z))):
-        raise CalibrationError("objective not finite at the optimum")
+    shift, scale = jnp.asarray(prob.prior_mu), jnp.eye(n)
+    # stage 1: parameters only (initial map as observed); stage 2 (latent initial map): all,
+    # with the parameters whitened by stage 1's Hessian, so that L-BFGS sees a well-conditioned
+    # problem (latent offsets have unit prior curvature, the parameters thousands)
+    for stage in (1, 2) if m else (1,):
+        on = jnp.asarray(float(stage == 2))
+        w = jnp.zeros(n + m)
+        state = opt.init(w)
+        while iterations < max_iter:
+            w, state, value, grad = step(w, state, data, shift, scale, on)
+            iterations += 1
+            gnorm = float(jnp.max(jnp.abs(grad)))
+            advance(1)
+            if gnorm < gtol:
+                break
+        z = jnp.concatenate([shift + scale @ w[:n], on * w[n:]])
+        if stage == 1 and m:
+            a = np.asarray(hvp_rows(z, data))[:, :n]
+            ev, evec = np.linalg.eigh(0.5 * (a + a.T))
+            floor = float(np.min(1.0 / prob.prior_sd**2))
+            shift, scale = z[:n], jnp.asarray(evec / np.sqrt(np.maximum(ev, floor)))
+            gnorm = np.inf
+    value = float(prob.neg_log_post(z, data))
     adv = start("Laplace (Hessian)", 1)
-    hess = np.asarray(jax.jit(jax.hessian(prob.neg_log_post))(z, data))
+    hess, gain, cg_res, cg_its = _marginal_hessian(prob, z, data, hvp_rows)
     adv(1)
-    hess = 0.5 * (hess + hess.T)
     eig, vec = np.linalg.eigh(hess)
     pd = bool(np.all(eig > 0))
     # a non-positive-definite Hessian gets its bad directions floored at the prior curvature
     floor = float(np.min(1.0 / prob.prior_sd**2))
     cov = (vec / np.maximum(eig, floor)) @ vec.T
-    z_map = np.asarray(z)
+    z_map = np.asarray(z)[: prob.n]
     rng = np.random.default_rng(seed)
     zs = rng.multivariate_normal(z_map, cov, size=n_draws, method="cholesky")
-    converged = gnorm < gtol and pd
-    names = (*setup.free, "sigma")
+    converged = gnorm < gtol and pd and cg_res < 1e-5
+    names = (*setup.free, "sigma", "tail_ratio")
     post = SpatialPosterior(
         setup, names, z_map, cov, np.exp(zs), seed, converged,
         {"iterations": iterations, "grad_max": gnorm, "neg_log_post": value,
-         "hessian_eigenvalues": eig.tolist(), "optimizer": "optax.lbfgs (zoom line search)"},
+         "hessian_eigenvalues": eig.tolist(), "optimizer": "optax.lbfgs (zoom line search)",
+         "latent_voxels": prob.n_latent, "cg_relative_residual": cg_res,
+         "cg_iterations": cg_its},
+        latent_map=np.asarray(z)[prob.n :], latent_gain=gain,
     )  # fmt: skip
     if not converged:
         warnings.warn(
             f"spatial calibration did not converge (|grad| = {gnorm:.2g}, Hessian positive "
-            f"definite: {pd}); intervals are unreliable",
+            f"definite: {pd}, CG residual {cg_res:.1g}); intervals are unreliable",
             ConvergenceWarning, stacklevel=2,
         )  # fmt: skip
     return post
@@ -544,7 +713,7 @@ def forecast(
     data = dict(prob.data, dose=jnp.asarray(np.where(pt.mask, pt.plans[plan].dose_map, 0.0)),
                 rt=jnp.asarray(forcing.rt_dose), ex=jnp.asarray(forcing.exposure))  # fmt: skip
     saves = [int(round((d - setup.t0) / setup.dt)) for d in days]
-    zs = np.log(post.draws[: n_draws or len(post.draws)])
+    zs = post.full(np.log(post.draws[: n_draws or len(post.draws)]))
     run = jax.jit(jax.vmap(lambda z, data: prob.run(z, data, saves, False), in_axes=(0, None)))
     advance = (progress or _no_progress)(f"forecast ({plan})", len(zs))
     maps, totals = [], []
@@ -558,9 +727,8 @@ def forecast(
         totals.append(np.asarray(t)[: chunk - pad])
         advance(chunk - pad)
     all_maps = np.concatenate(maps)
-    u0_tot = np.asarray(
-        [float(jnp.sum(prob.initial(prob.params(jnp.asarray(z)), data))) for z in zs]
-    )
+    init = jax.jit(jax.vmap(lambda z, data: jnp.sum(prob.initial(z, data)), in_axes=(0, None)))
+    u0_tot = np.asarray(init(jnp.asarray(zs), data))
     tot = np.concatenate(totals) * pt.carrying_capacity
     tot = np.concatenate([u0_tot[:, None] * pt.carrying_capacity, tot], axis=1)
     q = (0.5 - LEVEL / 2, 0.5, 0.5 + LEVEL / 2)
