@@ -28,19 +28,19 @@ def run_command(
     replicates: Annotated[int, typer.Option("--replicates", min=1, help="Replicate trials.")] = 1,
     seed: Annotated[
         int | None, typer.Option("--seed", help="Random seed (default: the design's).")
-    ] = None,  # noqa: E501
+    ] = None,
     scheduler: Annotated[
         str | None, typer.Option("--scheduler", help="Dask scheduler address (tcp://...).")
-    ] = None,  # noqa: E501
+    ] = None,
     workers: Annotated[
         int, typer.Option("--workers", min=0, help="Local Dask workers (0: in process).")
-    ] = 0,  # noqa: E501
+    ] = 0,
     chunk_size: Annotated[
         int | None, typer.Option("--chunk-size", min=1, help="Patients per task.")
-    ] = None,  # noqa: E501
+    ] = None,
     power: Annotated[
         str | None, typer.Option("--power", help="Sizes for a power curve, e.g. 100,200,400.")
-    ] = None,  # noqa: E501
+    ] = None,
     report: Annotated[bool, typer.Option("--report/--no-report", help="Write report.html.")] = True,
     json_out: JsonOption = False,
 ) -> None:
@@ -87,7 +87,7 @@ def run_command(
                 prog = prognostic_adjustment(
                     res,
                     endpoint=d.endpoints.primary if d.endpoints.primary != "orr" else "pct_change",
-                )  # noqa: E501
+                )
             curve = None
             if sizes:
                 curve = power_curve(d, sizes, replicates=max(replicates, 2), seed=seed,
@@ -109,7 +109,7 @@ def run_command(
         "arms": json.loads(analysis.arms.to_json(orient="records")),
         "comparisons": json.loads(analysis.comparisons.to_json(orient="records")),
         "replicates": rep,
-        "prognostic": None if prog is None else {k: v for k, v in prog.items() if k not in ("unadjusted", "adjusted")},  # noqa: E501
+        "prognostic": None if prog is None else {k: v for k, v in prog.items() if k not in ("unadjusted", "adjusted")},
         "power": None if curve is None else json.loads(curve.to_json(orient="records")),
         "n_for_80_percent_power": None if curve is None else sample_size_for_power(curve),
     }  # fmt: skip
@@ -121,7 +121,7 @@ def run_command(
 
         write_trial_report(
             out / "report.html", res, analysis, replicates=rep, prognostic=prog, power=curve
-        )  # noqa: E501
+        )
     if json_out:
         emit(
             {"out": str(out), "provenance": res.provenance(), "comparisons": summary["comparisons"]}

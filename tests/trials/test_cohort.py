@@ -40,7 +40,7 @@ def test_population_draws_match_its_moments():
     assert np.std(lkg) == pytest.approx(np.sqrt(0.25 + np.var(mu[:, 1])), rel=0.03)
     assert np.corrcoef(lkg, lkd)[0, 1] == pytest.approx(
         0.6 * 0.5 / np.sqrt(0.25 + np.var(mu[:, 1])), abs=0.03
-    )  # noqa: E501
+    )
     assert np.median(c.baseline) == pytest.approx(80.0, rel=0.03)
 
 

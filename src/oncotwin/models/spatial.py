@@ -53,9 +53,9 @@ from .base import ParamSpec
 
 RK4_STABILITY = 2.785  # RK4's stability interval on the negative real axis is about [-2.785, 0]
 
-HORMUTH = "Hormuth DA et al. Image-based personalization of computational models for predicting response of high-grade glioma to chemoradiation. Sci Rep 2021;11:8520"  # noqa: E501
-ROCKNE = "Rockne R et al. Predicting the efficacy of radiotherapy in individual glioblastoma patients in vivo. Phys Med Biol 2010;55:3271-3285"  # noqa: E501
-SWANSON = "Swanson KR, Alvord EC, Murray JD. A quantitative model for differential motility of gliomas in grey and white matter. Cell Prolif 2000;33:317-329"  # noqa: E501
+HORMUTH = "Hormuth DA et al. Image-based personalization of computational models for predicting response of high-grade glioma to chemoradiation. Sci Rep 2021;11:8520"
+ROCKNE = "Rockne R et al. Predicting the efficacy of radiotherapy in individual glioblastoma patients in vivo. Phys Med Biol 2010;55:3271-3285"
+SWANSON = "Swanson KR, Alvord EC, Murray JD. A quantitative model for differential motility of gliomas in grey and white matter. Cell Prolif 2000;33:317-329"
 
 INF = np.inf
 

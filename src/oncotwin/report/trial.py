@@ -42,7 +42,7 @@ def km_figure(analysis: TrialAnalysis) -> Figure:
     axes = fig.subplots(1, 2, sharey=True)
     for ax, ep, title in zip(
         axes, ("pfs", "os"), ("Progression-free survival", "Overall survival"), strict=True
-    ):  # noqa: E501
+    ):
         for i, (arm, km) in enumerate(analysis.km[ep].items()):
             c = SCHEDULE_COLOURS[i % len(SCHEDULE_COLOURS)]
             t = np.concatenate([[0.0], km.times]) / 30.4375
@@ -93,7 +93,7 @@ def spider_figure(result: TrialResult, *, replicate: int = 0, per_arm: int = 25)
     for i, (ax, name) in enumerate(zip(axes, names, strict=True)):
         rows = np.nonzero(
             ((p["replicate"] == replicate) & (p["status"] == "ok") & (p["arm"] == name)).to_numpy()
-        )[0][:per_arm]  # noqa: E501
+        )[0][:per_arm]
         c = SCHEDULE_COLOURS[i % len(SCHEDULE_COLOURS)]
         if result.visits is not None:
             for r in rows:
@@ -123,7 +123,7 @@ def power_figure(curve: pd.DataFrame, target: float = 0.8) -> Figure:
         marker="o",
         color=SCHEDULE_COLOURS[0],
         capsize=3,
-    )  # noqa: E501
+    )
     ax.axhline(target, color="#555", ls="--", lw=0.8)
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("Patients per trial")
@@ -171,9 +171,9 @@ def trial_report(
     parts.append(f'<p class="sub">Generated {_e(_now())} · oncotwin {_e(__version__)} · '
                  f"seed {result.plan.seed} · model {_e(d.model)} · cohort {_e(result.plan.source.label)}</p></header>")  # fmt: skip
     parts.append('<section id="summary"><div class="cards">'
-                 f'<div class="card"><span class="k">{fmt_int(result.plan.n)}</span>patients per trial</div>'  # noqa: E501
-                 f'<div class="card"><span class="k">{fmt_int(result.plan.replicates)}</span>replicate trials</div>'  # noqa: E501
-                 f'<div class="card"><span class="k">{fmt_int(counts["ineligible"])}</span>ineligible</div>'  # noqa: E501
+                 f'<div class="card"><span class="k">{fmt_int(result.plan.n)}</span>patients per trial</div>'
+                 f'<div class="card"><span class="k">{fmt_int(result.plan.replicates)}</span>replicate trials</div>'
+                 f'<div class="card"><span class="k">{fmt_int(counts["ineligible"])}</span>ineligible</div>'
                  f'<div class="card"><span class="k">{fmt_int(counts["failed"])}</span>failed</div>'
                  "</div></section>")  # fmt: skip
     rows = []
@@ -196,20 +196,20 @@ def trial_report(
                     _e(f"{c['arm']} vs {c['versus']}"),
                     _e(
                         f"{fmt_num(c.get('hr_pfs'))} ({fmt_num(c.get('hr_pfs_low'))}–{fmt_num(c.get('hr_pfs_high'))})"
-                    ),  # noqa: E501
+                    ),
                     _e(fmt_num(c.get("logrank_p_pfs"))),
                     _e(
                         f"{fmt_num(c.get('hr_os'))} ({fmt_num(c.get('hr_os_low'))}–{fmt_num(c.get('hr_os_high'))})"
-                    ),  # noqa: E501
+                    ),
                     _e(fmt_num(c.get("logrank_p_os"))),
                     _e(
                         f"{_pct(c.get('orr_diff'))} ({_pct(c.get('orr_diff_low'))} to {_pct(c.get('orr_diff_high'))})"
                     ),
                 ]
-            )  # noqa: E501
+            )
         parts.append('<section id="effects"><h2>Treatment effects</h2>' + _table(
-            ["Comparison", "HR PFS (95% CI)", "Log-rank p (PFS)", "HR OS (95% CI)", "Log-rank p (OS)", "ORR difference (95% CI)"],  # noqa: E501
-            rows, caption="Cox proportional hazards (Efron ties), Wald intervals; ORR by Newcombe's hybrid score interval",  # noqa: E501
+            ["Comparison", "HR PFS (95% CI)", "Log-rank p (PFS)", "HR OS (95% CI)", "Log-rank p (OS)", "ORR difference (95% CI)"],
+            rows, caption="Cox proportional hazards (Efron ties), Wald intervals; ORR by Newcombe's hybrid score interval",
             numeric=(1, 2, 3, 4, 5)) + "</section>")  # fmt: skip
     figs = [
         (
@@ -226,7 +226,7 @@ def trial_report(
             waterfall_figure(result, replicate=analysis.replicate),
             "Best change of the sum of diameters from baseline before progression, one bar per patient.",
         )
-    )  # noqa: E501
+    )
     if result.visits is not None:
         figs.append(
             (
@@ -235,7 +235,7 @@ def trial_report(
                 spider_figure(result, replicate=analysis.replicate),
                 "Change from baseline over time until progression, up to 25 patients per arm.",
             )
-        )  # noqa: E501
+        )
     for sid, head, fig, cap in figs:
         parts.append(f'<section id="{sid}"><h2>{_e(head)}</h2><figure>{_img(fig, cap)}'
                      f"<figcaption>{_e(cap)}</figcaption></figure></section>")  # fmt: skip
@@ -243,7 +243,7 @@ def trial_report(
         rows = [
             [_e(k.replace("_", " ")), _e(fmt_num(v) if isinstance(v, float) else str(v))]
             for k, v in replicates.items()
-        ]  # noqa: E501
+        ]
         parts.append(
             '<section id="replicates"><h2>Over replicate trials</h2>'
             + _table(
@@ -252,19 +252,19 @@ def trial_report(
                 caption="Primary endpoint over replicates; Monte Carlo SE in brackets where given",
             )
             + "</section>"
-        )  # noqa: E501
+        )
     if prognostic:
         ru, su = prognostic["rejection_unadjusted"]
         ra, sa = prognostic["rejection_adjusted"]
         rows = [["Endpoint", _e(prognostic["endpoint"])], ["Prognostic score", _e(prognostic["score"])],
-                ["Correlation of score and outcome (control)", _e(fmt_num(prognostic["score_outcome_correlation"]))],  # noqa: E501
-                ["Variance of the estimate, unadjusted", _e(fmt_num(prognostic["variance_unadjusted"]))],  # noqa: E501
+                ["Correlation of score and outcome (control)", _e(fmt_num(prognostic["score_outcome_correlation"]))],
+                ["Variance of the estimate, unadjusted", _e(fmt_num(prognostic["variance_unadjusted"]))],
                 ["Variance of the estimate, adjusted", _e(fmt_num(prognostic["variance_adjusted"]))],
                 ["Variance reduction", _pct(prognostic["variance_reduction"])],
                 ["Sample size saved at equal precision", _pct(prognostic["sample_size_saved"])],
                 ["Rejection rate unadjusted (MC SE)", _e(f"{_pct(ru)} ({_pct(su)})")],
                 ["Rejection rate adjusted (MC SE)", _e(f"{_pct(ra)} ({_pct(sa)})")]]  # fmt: skip
-        parts.append('<section id="prognostic"><h2>Prognostic-score adjustment (twin forecast under control)</h2>'  # noqa: E501
+        parts.append('<section id="prognostic"><h2>Prognostic-score adjustment (twin forecast under control)</h2>'
                      + _table(["Quantity", "Value"], rows) + "</section>")  # fmt: skip
     if power is not None and len(power):
         rows = [[fmt_int(r["n"]), f"{_pct(r['power'])} ± {_pct(2 * r['mc_se'])}", fmt_int(r["replicates"])]
@@ -275,11 +275,11 @@ def trial_report(
             f"<figcaption>{_e(cap)}</figcaption></figure>"
             + _table(["Patients", "Power", "Replicates"], rows, numeric=(0, 1, 2))
             + "</section>"
-        )  # noqa: E501
+        )
     prov = json.dumps({**result.provenance(), "design": d.to_dict()}, indent=1, default=str)
     parts.append(
         f'<section id="provenance"><h2>Provenance</h2><details><summary>Design and run settings</summary><pre>{_e(prov)}</pre></details></section>'
-    )  # noqa: E501
+    )
     parts.append("<footer>oncotwin · virtual patients are simulated from model assumptions; "
                  "they support, and do not replace, a real trial.</footer></main>")  # fmt: skip
     return _page(title, "\n".join(parts))
@@ -287,7 +287,7 @@ def trial_report(
 
 def write_trial_report(
     path: str | Path, result: TrialResult, analysis: TrialAnalysis, **kwargs: Any
-) -> Path:  # noqa: E501
+) -> Path:
     """Write :func:`trial_report` to `path` (UTF-8)."""
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)

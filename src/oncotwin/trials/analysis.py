@@ -335,7 +335,7 @@ def analyse_trial(result: TrialResult, *, replicate: int = 0, backend: str = "nu
                 float(np.nanmean(q["pct_change"]))
                 if q["pct_change"].notna().any()
                 else float("nan")
-            )  # noqa: E501
+            )
             row["ntcp_rate"] = float(q["ntcp_event"].mean())
             if "neutropenia_g3" in q:
                 row["neutropenia_g3_rate"] = float(q["neutropenia_g3"].mean())
