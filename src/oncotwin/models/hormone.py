@@ -342,7 +342,7 @@ class _Carry(NamedTuple):
 
 
 @partial(jax.jit, static_argnames=("max_switches", "solver"))
-def _simulate(
+def simulate_segments(
     params: ZhangParams,
     y0: Any,
     ts: Any,
@@ -353,7 +353,7 @@ def _simulate(
     max_switches: int,
     solver: HormoneSolver,
 ) -> HormoneResult:
-    """Segment loop shared by every rule (pure; jit and vmap freely).
+    """Segment loop shared by every rule (pure, no argument checks; jit and vmap freely).
 
     A segment ends at ``ts[-1]``, at the next of the given ``switch_at`` times (sorted, +inf
     padded), or at a PSA threshold crossing found by diffrax's event root finder, whichever
@@ -509,7 +509,7 @@ def simulate_adaptive(
     base = jnp.asarray(y0, dtype=float)[3]
     scale = base if rule.relative_to == "baseline" else 1.0
     levels = (rule.stop_below * scale, rule.restart_above * scale)
-    return _simulate(
+    return simulate_segments(
         params,
         _f64(y0),
         _f64(ts),
@@ -557,7 +557,7 @@ def simulate_switches(
     slots = _slots(sw.shape[0])
     padded = jnp.concatenate([sw, jnp.full(slots - 1 - sw.shape[0], jnp.inf)])
     no_rule = jnp.array([-jnp.inf, jnp.inf])
-    return _simulate(
+    return simulate_segments(
         params,
         _f64(y0),
         _f64(ts),
@@ -694,6 +694,7 @@ __all__ = [
     "simulate_adaptive",
     "simulate_continuous",
     "simulate_intermittent",
+    "simulate_segments",
     "simulate_switches",
     "time_to_psa_progression",
     "time_to_resistance",

@@ -85,6 +85,7 @@ __all__ = [
     "nadir",
     "neutropenia_grade",
     "simulate_anc",
+    "solve_anc",
 ]
 
 
@@ -298,7 +299,7 @@ def simulate_anc(
     )
     pk = PKParams(*(jnp.asarray(x, dtype=float) for x in pk_params))
     pd = FribergParams(*(jnp.asarray(x, dtype=float) for x in pd_params))
-    anc, ok = _solve_anc(
+    anc, ok = solve_anc(
         times, dose_times, dose_amounts, durations, pk, pd, jnp.asarray(t0, dtype=float),
         rtol=rtol, atol=atol, max_steps=max_steps,
     )  # fmt: skip
@@ -310,7 +311,7 @@ def simulate_anc(
 
 
 @partial(jax.jit, static_argnames=("rtol", "atol", "max_steps"))
-def _solve_anc(
+def solve_anc(
     times: Any,
     dose_times: Any,
     dose_amounts: Any,
@@ -323,8 +324,11 @@ def _solve_anc(
     atol: float,
     max_steps: int,
 ) -> tuple[Any, Any]:
-    """The ODE solve of :func:`simulate_anc`, compiled once per shape (a module-level jit, so
-    repeated calls with new values do not retrace the solver)."""
+    """The ODE solve of :func:`simulate_anc` without its argument checks, for use under
+    ``jax.vmap`` (optimisation, trials): returns ``(anc, ok)``, NaN where the solver failed.
+
+    Compiled once per shape (a module-level jit, so repeated calls with new values do not
+    retrace the solver)."""
     import diffrax
 
     lambdas, coefs = mammillary_exponentials(pk.cl, pk.v1, pk.q, pk.vp)

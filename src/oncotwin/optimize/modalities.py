@@ -479,7 +479,7 @@ def _anc_batch(n_doses: int, n_times: int) -> Any:
     def one(circ0: Any, mtt: Any, slope: Any, times: Any, dt: Any, amt: Any, dur: Any,
             base: ms.FribergParams, pk: ms.PKParams) -> Any:  # fmt: skip
         pd = base._replace(circ0=circ0, mtt=mtt, slope=slope)
-        anc, _ = ms._solve_anc(times, dt, amt, dur, pk, pd, jnp.asarray(times[0]),
+        anc, _ = ms.solve_anc(times, dt, amt, dur, pk, pd, jnp.asarray(times[0]),
                                rtol=1e-6, atol=1e-8, max_steps=16_384)  # fmt: skip
         return anc
 
@@ -791,7 +791,7 @@ def _hormone_batch(max_switches: int) -> Any:
     def one(params: Any, y0: Any, ts: Any, levels: Any) -> Any:
         # Tolerances looser than the module's 1e-8: ranking schedules by time to resistance
         # needs days, not the accuracy of one published trajectory, and this is much faster.
-        return h._simulate(params, y0, ts, levels, jnp.full(max_switches - 1, jnp.inf),
+        return h.simulate_segments(params, y0, ts, levels, jnp.full(max_switches - 1, jnp.inf),
                            jnp.asarray(True), max_switches=max_switches,
                            solver=h.HormoneSolver(rtol=1e-6, atol=1e-6, root_tol=1e-8))  # fmt: skip
 
