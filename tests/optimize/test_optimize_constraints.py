@@ -181,3 +181,12 @@ def test_radiopharmaceutical_recommendations_meet_organ_chance_constraints(
         assert np.mean(s_m * act.sum() <= 2.0) >= 0.95
     if not rec.best:  # nothing feasible: the recommendation must say so
         assert "No schedule considered meets every constraint" in rec.headline()
+
+
+def test_margin_within_rounding_of_the_limit_reads_as_zero() -> None:
+    from oncotwin.optimize.constraints import ConstraintCheck
+
+    at_bound = ConstraintCheck("brain BED", 120.0 - 1e-9, 120.0, "Gy", True, 1e-9)
+    assert "margin +0)" in at_bound.text()
+    clear = ConstraintCheck("brain BED", 118.5, 120.0, "Gy", True, 1.5)
+    assert "margin +1.5)" in clear.text()

@@ -78,7 +78,9 @@ class ConstraintCheck:
             return f"{self.name}: {self.detail} ({verdict})"
         unit = f" {self.unit}" if self.unit else ""
         line = f"{self.name}: {self.value:.3g}{unit} vs limit {self.limit:.3g}{unit}"
-        line += f" ({verdict}, margin {self.margin:+.3g})"
+        # A margin within rounding of the limit (a plan built to the bound) reads as 0.
+        margin = 0.0 if abs(self.margin) <= 1e-6 * max(abs(self.limit), 1.0) else self.margin
+        line += f" ({verdict}, margin {margin:+.3g})"
         if self.probability is not None:
             line += f"; holds in {100 * self.probability:.0f}% of draws"
             if self.required is not None and self.required < 1:
