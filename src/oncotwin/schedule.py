@@ -65,6 +65,7 @@ class ExposureArrays(NamedTuple):
     dose_rate_k: Any  # elimination rate of the effect compartment, 1/day
     switch_time: Any
     switch_delta: Any  # +1 switched on, -1 switched off, 0 padding
+    dose_gy: Any = None  # absorbed dose of radiotherapy fractions (unit "Gy"), else 0
 
 
 @dataclass(frozen=True)
@@ -294,18 +295,19 @@ class Schedule:
         ref = {**self.reference_amounts(), **(reference or {})}
         nd = max(n_doses or 0, len(self.doses), 1)
         ns = max(n_switches or 0, len(self.switches), 1)
-        dose = np.zeros((4, nd))
+        dose = np.zeros((5, nd))
         dose[3] = math.log(2.0) / DEFAULT_HALF_LIFE
         for i, d in enumerate(self.doses):
             k = math.log(2.0) / self.half_life_of(d.agent)
-            dose[:, i] = (d.time, d.amount / ref.get(d.agent, 1.0), d.duration, k)
+            gy = d.amount if d.unit == "Gy" else 0.0
+            dose[:, i] = (d.time, d.amount / ref.get(d.agent, 1.0), d.duration, k, gy)
         sw = np.zeros((2, ns))
         last: dict[str, bool] = {}
         for i, s in enumerate(self.switches):
             before = last.get(s.agent, False)
             sw[:, i] = (s.time, float(s.on) - float(before))
             last[s.agent] = s.on
-        return ExposureArrays(dose[0], dose[1], dose[2], dose[3], sw[0], sw[1])
+        return ExposureArrays(dose[0], dose[1], dose[2], dose[3], sw[0], sw[1], dose[4])
 
     def exposure(
         self, times: Iterable[float], reference: Mapping[str, float] | None = None
@@ -342,6 +344,29 @@ def exposure_at(t: Any, arrays: ExposureArrays) -> Any:
     per_dose = jnp.where(started, jnp.where(dur > 0.0, infusion, bolus), 0.0)
     switched = jnp.where(t >= arrays.switch_time, arrays.switch_delta, 0.0)
     return jnp.sum(arrays.dose_amount * per_dose) + jnp.sum(switched)
+
+
+class ScheduleIntegrals:
+    """What a model's closed form may ask of the schedule at times ``tau`` since ``t0``.
+
+    Calling it gives :func:`integrated_exposure` with an exponential weight (``cum(decay)``);
+    :attr:`fractions` gives the radiotherapy fractions, for models with an instantaneous kill.
+    """
+
+    def __init__(self, tau: Any, t0: Any, arrays: ExposureArrays) -> None:
+        self.tau, self.t0, self.arrays = tau, t0, arrays
+
+    def __call__(self, decay: Any = 0.0) -> Any:
+        return integrated_exposure(self.tau, self.t0, self.arrays, decay)
+
+    @property
+    def fractions(self) -> tuple[Any, Any]:
+        """(times since t0 in days, doses in Gy) of every dose slot; 0 Gy for other doses."""
+        import jax.numpy as jnp
+
+        gy = self.arrays.dose_gy
+        gy = jnp.zeros_like(self.arrays.dose_time) if gy is None else gy
+        return self.arrays.dose_time - self.t0, gy
 
 
 def _integral_of_decay(rate: Any, length: Any) -> Any:

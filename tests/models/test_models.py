@@ -66,7 +66,13 @@ def test_closed_form_matches_ode_at_prior_median(name):
 
 
 @pytest.mark.parametrize(
-    "name", sorted(n for n, m in MODELS.items() if m.uses_exposure and m.closed_form is not None)
+    "name",
+    # lq_regrowth reads only doses in Gy, as kicks its ODE does not see: see its own tests
+    sorted(
+        n
+        for n, m in MODELS.items()
+        if m.uses_exposure and m.closed_form is not None and n != "lq_regrowth"
+    ),
 )
 def test_closed_form_matches_ode_under_treatment(name):
     model = MODELS[name]

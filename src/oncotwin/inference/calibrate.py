@@ -101,7 +101,9 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
         z_map, grad_norm = zs[best], gnorms[best]
         # Laplace: Gaussian with the inverse Hessian. Eigenvalues are floored at the smallest
         # prior precision: a direction the data do not inform is never wider than the prior.
-        evals, evecs = jnp.linalg.eigh(_hessian(loss, z_map, exact=spec.closed_form))
+        evals, evecs = jnp.linalg.eigh(
+            _hessian(loss, z_map, exact=spec.closed_form or spec.model.fixed_step)
+        )
         evals = jnp.maximum(evals, 1.0 / jnp.max(jnp.sum(data.prior_chol**2, axis=1)))
         # Proposal: multivariate Student-t (LAPLACE_DOF) around the mode, LAPLACE_WIDEN times the
         # Laplace scale. Its heavy tails cover the t-like, skewed marginals of small-sample posteriors, so the

@@ -83,7 +83,8 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class TumourModel:
-    """A mechanistic model of the observed tumour quantity.
+    """A mechanistic model of one observed quantity: tumour size, or a biomarker (PSA) or a
+    toxicity marker (neutrophil count) driven by the tumour or the treatment.
 
     Attributes:
         name: registry key ("gompertz").
@@ -94,12 +95,17 @@ class TumourModel:
         initial_state: ``params -> y(t0)``.
         observable: ``(y, params) -> observed quantity`` (e.g. total volume).
         closed_form: ``(tau, params, cum) -> observed quantity`` with ``tau = t - t0`` and
-            ``cum(decay)`` the integrated exposure (:func:`oncotwin.schedule.integrated_exposure`)
-            at each tau; None when the model has none (the ODE path is then used).
+            ``cum`` a :class:`oncotwin.schedule.ScheduleIntegrals`: ``cum(decay)`` is the
+            integrated exposure at each tau, ``cum.fractions`` the radiotherapy fractions;
+            None when the model has none (the ODE path is then used).
         uses_exposure: whether the treatment exposure enters the vector field.
         citation: the paper that defines the model.
         description: the equations in words, for model cards.
         equation: the equation as plain text.
+        fixed_step: solve the ODE by fixed-step RK4 on a static grid instead of adaptive Tsit5
+            (see :mod:`oncotwin.simulate`): for ODE-only models that are calibrated, whose
+            second derivatives through an adaptive solver compile too slowly.
+        observes: what the observed quantity is, in words (for model cards and `oncotwin models`).
     """
 
     name: str
@@ -108,11 +114,13 @@ class TumourModel:
     vector_field: VectorField
     initial_state: Callable[[Params], Any]
     observable: Callable[[Any, Params], Any]
-    closed_form: Callable[[Any, Params, Callable[[Any], Any]], Any] | None
+    closed_form: Callable[[Any, Params, Any], Any] | None
     uses_exposure: bool
     citation: str
     description: str
     equation: str
+    fixed_step: bool = False
+    observes: str = "tumour size"
 
     @property
     def param_names(self) -> tuple[str, ...]:

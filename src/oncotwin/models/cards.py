@@ -21,12 +21,13 @@ def card(model: TumourModel) -> str:
         "",
         f"    {model.equation}",
         "",
-        f"Closed form: {'yes' if model.closed_form is not None else 'no (ODE)'}. "
+        f"Observes: {model.observes}. Solved by: {_solver(model)}. "
         f"Uses treatment exposure: {'yes' if model.uses_exposure else 'no'}.",
         "",
         "| parameter | unit | bounds | default prior (median, SD on the transformed scale) | meaning |",
         "|---|---|---|---|---|",
     ]
+    sources = []
     for p in model.params:
         upper = "inf" if math.isinf(p.upper) else f"{p.upper:g}"
         scale = " x reference size" if p.scale == "size" else ""
@@ -35,8 +36,18 @@ def card(model: TumourModel) -> str:
             f"| `{p.name}` | {p.unit} | ({p.lower:g}, {upper}) | {p.prior_median:g}{scale}, "
             f"{p.prior_sd:g} ({transform}) | {p.description} |"
         )
+        if p.citation and p.citation != model.citation:
+            sources.append(f"- `{p.name}`: {p.citation}")
     lines += ["", f"Source: {model.citation}", ""]
+    if sources:
+        lines += ["Parameter sources:", "", *sources, ""]
     return "\n".join(lines)
+
+
+def _solver(model: TumourModel) -> str:
+    if model.closed_form is not None:
+        return "closed form"
+    return "fixed-step RK4 (ODE)" if model.fixed_step else "adaptive Tsit5 (ODE)"
 
 
 def cards() -> str:

@@ -68,6 +68,7 @@ import optimistix as optx
 from .._jax import jax, jnp
 from ..errors import ModelError
 from ..schedule import Schedule, Switch
+from .base import ParamSpec, TumourModel, v0_spec
 
 ZHANG_2017 = (
     "Zhang J, Cunningham JJ, Brown JS, Gatenby RA. Integrating evolutionary dynamics into "
@@ -703,3 +704,100 @@ __all__ = [
     "vector_field",
     "zhang_params",
 ]
+
+
+# ---------------------------------------------------------------------------------------------
+# The Zhang model as a registry model: calibrated per patient from PSA under the recorded on/off
+# treatment (evid 2 switches, or doses through their K-PD exposure), like every tumour model.
+
+_PUBLISHED = zhang_params()
+
+
+def _registry_params(p: Any) -> ZhangParams:
+    return _PUBLISHED._replace(r=_PUBLISHED.r * p["r_scale"])
+
+
+def _registry_cells(p: Any) -> Any:
+    """Cells at t0: T+ and TP at `burden` x the untreated equilibrium, T- `resist` x those."""
+    eq = pretreatment_equilibrium(_registry_params(p))
+    sensitive = p["burden"] * (eq[0] + eq[1])
+    return jnp.stack([p["burden"] * eq[0], p["burden"] * eq[1], p["resist"] * sensitive])
+
+
+def _registry_state(p: Any) -> Any:
+    cells = _registry_cells(p)
+    # log cells (see the module notes), and PSA (c = 1) at the steady state of that burden
+    return jnp.concatenate([jnp.log(cells), (jnp.sum(cells) / _PUBLISHED.sigma)[None]])
+
+
+def _registry_field(t: Any, y: Any, p: Any, exposure: Any) -> Any:
+    on = jnp.clip(exposure, 0.0, 1.0)
+    params = _registry_params(p)
+    x = jnp.exp(y[:3])
+    dpsa = jnp.sum(x) - params.sigma * y[3]
+    return jnp.concatenate([_growth_factors(x, params, on), dpsa[None]])
+
+
+def _registry_psa(y: Any, p: Any) -> Any:
+    # PSA in the data's unit: the model's PSA relative to its value at t0, times v0.
+    return p["v0"] * y[..., 3] * _PUBLISHED.sigma / jnp.sum(_registry_cells(p))
+
+
+zhang_psa = TumourModel(
+    name="zhang_psa",
+    title="Zhang adaptive-therapy model (PSA under on/off hormone therapy)",
+    params=(
+        v0_spec(),
+        ParamSpec(
+            "burden",
+            "1",
+            0.0,
+            1.0,
+            0.4,
+            1.0,
+            "T+ and TP cells at t0 as a fraction of their untreated equilibrium",
+            "0.4 as in the re-implementations cited in " + ZHANG_2017,
+        ),
+        ParamSpec(
+            "resist",
+            "1",
+            0.0,
+            np.inf,
+            1e-3,
+            2.0,
+            "resistant (T-) cells at t0 per sensitive cell",
+            "assumption: rare at the start (the cited re-implementations start T- near 0)",
+        ),
+        ParamSpec(
+            "r_scale",
+            "1",
+            0.0,
+            np.inf,
+            1.0,
+            0.5,
+            "multiplier of the published growth rates of the three cell types",
+            ZHANG_2017 + " (patient #1 rates: 2.77e-3, 3.47e-3, 6.65e-3 /day)",
+        ),
+    ),  # fmt: skip
+    vector_field=_registry_field,
+    initial_state=_registry_state,
+    observable=_registry_psa,
+    closed_form=None,
+    uses_exposure=True,
+    citation=ZHANG_2017,
+    description=(
+        "Lotka-Volterra competition of androgen-dependent (T+), testosterone-producing (TP) "
+        "and resistant (T-) cells with the published competition matrix and carrying "
+        "capacities; abiraterone (exposure clipped to [0, 1]: on/off switches give 0 or 1) "
+        "lowers the TP capacity and the T+ cells supported per TP cell. PSA is produced by "
+        "all cells and cleared at 0.5/day; it is reported relative to its value at t0, "
+        "times v0. Patient-specific: the burden at t0, the resistant share and a common "
+        "scale of the growth rates."
+    ),
+    equation=(
+        "dx_i/dt = r_scale r_i x_i (1 - sum_j a_ij x_j / K_i(on)); "
+        "dPSA/dt = sum x_i - 0.5 PSA; PSA_obs = v0 PSA(t) / PSA(t0)"
+    ),
+    fixed_step=True,
+    observes="PSA (ng/mL)",
+)

@@ -60,6 +60,7 @@ import numpy as np
 
 from .._jax import jax, jnp
 from ..errors import ModelError
+from .base import ParamSpec, TumourModel, v0_spec
 
 KUZNETSOV_1994 = (
     "Kuznetsov VA, Makalkin IA, Taylor MA, Perelson AS. Nonlinear dynamics of immunogenic "
@@ -464,3 +465,84 @@ __all__ = [
     "sld_ode",
     "validate_response",
 ]
+
+
+# ---- the Kuznetsov model as a registry model ----------------------------------------------------
+
+_KUZNETSOV = kuznetsov_params()
+
+
+def _kuznetsov_registry_field(t: Any, y: Any, p: Any, exposure: Any) -> Any:
+    # Checkpoint blockade as less tumour-induced effector inactivation (PD-1/PD-L1 exhaustion):
+    # mu -> mu / (1 + potency E). Time in days (the published model's unit is 9.08 days).
+    params = _KUZNETSOV._replace(
+        alpha=p["growth"], mu=_KUZNETSOV.mu / (1.0 + p["potency"] * jnp.maximum(exposure, 0.0))
+    )
+    return kuznetsov_field(t, y, params) / KUZNETSOV_DAYS_PER_UNIT
+
+
+kuznetsov_immune = TumourModel(
+    name="kuznetsov_immune",
+    title="Kuznetsov effector-tumour model with checkpoint blockade",
+    params=(
+        v0_spec(),
+        ParamSpec(
+            "cells",
+            "10^6 cells",
+            0.0,
+            np.inf,
+            100.0,
+            1.5,
+            "tumour cells at t0",
+            "assumption: between the dormant (8.2) and escaped (447) equilibria of the published parameters",
+        ),
+        ParamSpec(
+            "effectors",
+            "10^6 cells",
+            0.0,
+            np.inf,
+            1.0,
+            1.0,
+            "effector (cytotoxic) cells at t0",
+            "assumption",
+        ),
+        ParamSpec(
+            "growth",
+            "1",
+            0.0,
+            np.inf,
+            1.636,
+            0.5,
+            "tumour growth rate (per 9.08-day model time unit)",
+            KUZNETSOV_1994,
+        ),
+        ParamSpec(
+            "potency",
+            "1/exposure",
+            0.0,
+            np.inf,
+            1.0,
+            1.5,
+            "reduction of tumour-induced effector inactivation per unit exposure",
+            "assumption of this library (checkpoint blockade acting on inactivation)",
+        ),
+    ),  # fmt: skip
+    vector_field=_kuznetsov_registry_field,
+    initial_state=lambda p: jnp.stack([p["effectors"], p["cells"]]),
+    observable=lambda y, p: p["v0"] * y[..., 1] / p["cells"],
+    closed_form=None,
+    uses_exposure=True,
+    citation=KUZNETSOV_1994,
+    description=(
+        "Effector cells x and tumour cells y (10^6 cells) with the published BCL1 "
+        "parameters except the tumour growth rate; a checkpoint inhibitor divides the "
+        "tumour-induced inactivation of effectors by 1 + potency E(t). The measured size "
+        "is proportional to the tumour cells (v0 at t0)."
+    ),
+    equation=(
+        "dx/dt = (s + r x y/(eta + y) - mu x y/(1 + potency E) - delta x) / 9.08; "
+        "dy/dt = (growth y (1 - b y) - x y) / 9.08; size = v0 y / y(t0)"
+    ),
+    fixed_step=True,
+    observes="tumour size",
+)
