@@ -457,6 +457,17 @@ def forecast(
     schedule: Annotated[
         Path | None, typer.Option(help="Treatment plan (YAML/JSON) from the last observation on.")
     ] = None,
+    regimen: Annotated[
+        Path | None,
+        typer.Option(
+            help="Regimen file (YAML/JSON, docs/regimens.md) from the last observation on; its "
+            "threshold rule (e.g. 'abiraterone on until PSA < 50% of baseline') is applied to "
+            "every draw."
+        ),
+    ] = None,
+    check_every: Annotated[
+        float, typer.Option(help="Days between the visits at which a regimen's rule is checked.")
+    ] = 28.0,
     until: Annotated[
         float | None,
         typer.Option(help="Forecast horizon, days (default: past the last observation)."),
@@ -473,13 +484,21 @@ def forecast(
         from .schedule import Schedule
         from .workflow import Scenario, forecast_and_save, horizon, load_twin
 
+        if schedule and regimen:
+            from .errors import DataError
+
+            raise DataError("give --schedule or --regimen, not both")
         twin, record = load_twin(store, patient)
         end = until if until is not None else horizon(twin)
-        scenario = (
-            Scenario(str(schedule), Schedule.from_file(schedule))
-            if schedule
-            else Scenario("recorded", None)
-        )
+        if regimen:
+            from .regimen import load_regimen
+
+            plan = load_regimen(regimen)
+            scenario = Scenario(str(regimen), plan.schedule(), plan.rules, check_every)
+        elif schedule:
+            scenario = Scenario(str(schedule), Schedule.from_file(schedule))
+        else:
+            scenario = Scenario("recorded", None)
         fc = forecast_and_save(store, twin, record, scenario, end, seed=seed)
         if fhir is not None:
             from .data.fhir import time_origin
@@ -490,9 +509,13 @@ def forecast(
             fhir.write_text(json.dumps(bundle, indent=1), encoding="utf-8")
     table = fc.to_frame()
     table = table[table["time"] >= twin.subject.last_time]
+    rule = None
+    if fc.on_treatment is not None and fc.decision_times is not None:
+        rule = {"rule": fc.provenance["rule"], "decision_times": fc.decision_times.tolist(),
+                "on_treatment_share": fc.on_treatment.mean(axis=0).tolist()}  # fmt: skip
     if as_json:
         emit({"patient": patient, "twin_version": record.version, "schedule": scenario.name, "unit": fc.unit,
-               "warning": fc.warning, "forecast": table.to_dict(orient="records")})  # fmt: skip
+               "warning": fc.warning, "forecast": table.to_dict(orient="records"), "rule": rule})  # fmt: skip
         return
     from rich.table import Table
 
@@ -509,6 +532,10 @@ def forecast(
             f"{r.lo_90:.4g} – {r.hi_90:.4g}",
         )
     con.print(out)
+    if rule is not None:
+        share = rule["on_treatment_share"]
+        con.print(f"Rule: {rule['rule']}. Share of draws on treatment at the visits: "
+                  f"{min(share):.0%} to {max(share):.0%} (mean {sum(share) / len(share):.0%}).")  # fmt: skip
 
 
 @app.command()

@@ -122,15 +122,49 @@ def _jump_times(arrays: ExposureArrays, t0: Any) -> Any:
     )
 
 
-def _fixed_step(
+def advance(
+    model: TumourModel,
+    params: Params,
+    y: Any,
+    a: Any,
+    b: Any,
+    t0: Any,
+    arrays: ExposureArrays,
+    substeps: int,
+) -> Any:
+    """The state at ``b`` from state `y` at ``a`` (days since t0) by `substeps` RK4 steps.
+
+    The exposure is read just inside [a, b): its left limit at b, so that a dose given at b
+    acts from the next interval on (where it is the right limit at a). A jump strictly inside
+    (a, b) costs the scheme its order on that step: callers put jumps on interval ends.
+    """
+    h = (b - a) / substeps
+
+    def f(s: Any, yy: Any) -> Any:
+        inside = jnp.clip(s, a, jnp.maximum(b - 1e-9, a))
+        return model.vector_field(s, yy, params, exposure_at(inside + t0, arrays))
+
+    def step(k: Any, yy: Any) -> Any:
+        s = a + k * h
+        k1 = f(s, yy)
+        k2 = f(s + 0.5 * h, yy + 0.5 * h * k1)
+        k3 = f(s + 0.5 * h, yy + 0.5 * h * k2)
+        k4 = f(s + h, yy + h * k3)
+        return yy + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
+
+    return jax.lax.fori_loop(0, substeps, step, y)
+
+
+def fixed_step_states(
     model: TumourModel,
     params: Params,
     tau: Any,
     t0: Any,
     arrays: ExposureArrays,
-    solver: SolverSettings,
-) -> tuple[Any, Any]:
-    """Fixed-step RK4 on the grid of save times, exposure jumps and even nodes (pure)."""
+    solver: SolverSettings = DEFAULT_SOLVER,
+) -> Any:
+    """States at ``tau`` (days since t0; negative held at t0) by fixed-step RK4 on the grid
+    of save times, exposure jumps and even nodes (pure)."""
     save = jnp.maximum(tau, 0.0)
     t1 = jnp.max(save)
     even = t1 * jnp.arange(1, solver.rk4_nodes + 1) / solver.rk4_nodes
@@ -141,30 +175,23 @@ def _fixed_step(
     starts = jnp.concatenate([jnp.zeros(1), ends[:-1]])
 
     def interval(y: Any, span: Any) -> tuple[Any, Any]:
-        a, b = span
-        h = (b - a) / solver.rk4_substeps
-
-        def f(s: Any, yy: Any) -> Any:
-            # The exposure is read just inside [a, b): its left limit at b, so that a dose
-            # given at b acts from the next interval on (where it is the right limit at a).
-            inside = jnp.clip(s, a, jnp.maximum(b - 1e-9, a))
-            return model.vector_field(s, yy, params, exposure_at(inside + t0, arrays))
-
-        def step(k: Any, yy: Any) -> Any:
-            s = a + k * h
-            k1 = f(s, yy)
-            k2 = f(s + 0.5 * h, yy + 0.5 * h * k1)
-            k3 = f(s + 0.5 * h, yy + 0.5 * h * k2)
-            k4 = f(s + h, yy + h * k3)
-            return yy + (h / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-
-        y = jax.lax.fori_loop(0, solver.rk4_substeps, step, y)
+        y = advance(model, params, y, span[0], span[1], t0, arrays, solver.rk4_substeps)
         return y, y
 
     _, states = jax.lax.scan(interval, model.initial_state(params), (starts, ends))
     # Position of each save time in the sorted grid (the save times come first in `nodes`).
-    at_save = jnp.argsort(order)[: save.shape[0]]
-    values = model.observable(states[at_save], params)
+    return states[jnp.argsort(order)[: save.shape[0]]]
+
+
+def _fixed_step(
+    model: TumourModel,
+    params: Params,
+    tau: Any,
+    t0: Any,
+    arrays: ExposureArrays,
+    solver: SolverSettings,
+) -> tuple[Any, Any]:
+    values = model.observable(fixed_step_states(model, params, tau, t0, arrays, solver), params)
     return values, jnp.all(jnp.isfinite(values))
 
 

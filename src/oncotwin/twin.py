@@ -19,6 +19,8 @@ from .inference.posterior import Posterior
 from .inference.problem import Spec, SubjectArrays, SubjectData, make_spec, predict
 from .models import get_model
 from .observe import get_error_model
+from .regimen import ThresholdRule
+from .rules import DEFAULT_CHECK_EVERY, decision_times, forecast_draws, rule_plan, single_rule
 from .schedule import Schedule
 
 DEFAULT_LEVELS = (0.5, 0.9)
@@ -37,7 +39,11 @@ class Forecast:
         kind, unit: the observed quantity and its unit.
         schedule: the treatment schedule the forecast assumes (history + plan).
         warning: set when a posterior behind the forecast failed its diagnostics.
-        provenance: model(s) and weights, method, prior, seed, data version, package version.
+        provenance: model(s) and weights, method, prior, seed, data version, package version
+            (and the threshold rule followed, if any).
+        decision_times: visits (days) at which a threshold rule was applied, else None.
+        on_treatment: the rule's decision at each visit for each draw, (n_draws, n_visits)
+            booleans, else None.
     """
 
     subject: str
@@ -49,6 +55,8 @@ class Forecast:
     schedule: Schedule
     warning: str | None
     provenance: dict[str, Any] = field(default_factory=dict)
+    decision_times: np.ndarray | None = None
+    on_treatment: np.ndarray | None = None
 
     @property
     def median(self) -> np.ndarray:
@@ -152,6 +160,8 @@ class DigitalTwin:
         times: Any,
         schedule: Schedule | None = None,
         *,
+        rules: Sequence[ThresholdRule] = (),
+        check_every: float = DEFAULT_CHECK_EVERY,
         seed: int = 0,
         n_draws: int | None = None,
     ) -> Forecast:
@@ -162,22 +172,33 @@ class DigitalTwin:
             schedule: a new treatment plan from the last observation on (the recorded
                 treatment is kept up to then); None follows the recorded schedule,
                 including planned treatment rows after the last observation.
+            rules: a threshold rule of a regimen (at most one) on the twin's own marker,
+                applied to every draw at visits from the last observation on (see
+                :mod:`oncotwin.rules`); e.g. ``load_regimen(path).rules``.
+            check_every: days between the rule's decision visits.
             seed: random seed of the draws.
             n_draws: number of predictive draws (default: all posterior draws).
 
         Returns:
             A :class:`Forecast`; its `warning` repeats any calibration warning.
+
+        Raises:
+            ScheduleError: more than one rule, or a rule on another marker.
         """
         t = np.sort(np.asarray(times, dtype=float).ravel())
         plan = self.subject.schedule
         if schedule is not None:
             plan = plan.then(schedule, self.subject.last_time)
+        rule = single_rule(rules, self.subject.kind) if rules else None
+        if rule is not None:
+            plan, start_on = rule_plan(plan, rule, self.subject.last_time)
+            visits = decision_times(self.subject.last_time, float(t[-1]), check_every)
         reference = self.subject.schedule.reference_amounts()
         sub = dataclasses.replace(self.subject, schedule=plan)
         total = n_draws or self.posteriors[0].n_draws
         counts = np.random.default_rng(seed).multinomial(total, self.weights)
         key = jax.random.PRNGKey(seed)
-        latents, noisy = [], []
+        latents, noisy, states = [], [], []
         for i, (post, n) in enumerate(zip(self.posteriors, counts, strict=True)):
             if n == 0:
                 continue
@@ -186,9 +207,14 @@ class DigitalTwin:
             arrays = jax.tree.map(jnp.asarray, sub.arrays(post.prior, reference))
             z = post.flat_z()
             pick = np.random.default_rng([seed, i]).choice(len(z), size=n, replace=n > len(z))
-            lat, obs = _predict_fn(spec)(
-                jnp.asarray(z[pick]), arrays, jnp.asarray(t - sub.t0), jax.random.fold_in(key, i)
-            )
+            zs, tau, k = jnp.asarray(z[pick]), jnp.asarray(t - sub.t0), jax.random.fold_in(key, i)
+            if rule is None:
+                lat, obs = _predict_fn(spec)(zs, arrays, tau, k)
+            else:
+                lat, obs, on = forecast_draws(
+                    spec, zs, arrays, tau, k, rule, visits - sub.t0, start_on
+                )
+                states.append(on)
             latents.append(np.asarray(lat))
             noisy.append(np.asarray(obs))
         provenance = {
@@ -204,9 +230,13 @@ class DigitalTwin:
             "data_version": self.data_version,
             "oncotwin_version": __version__,
         }
+        if rule is not None:
+            provenance["rule"] = f"{rule.agent} {rule.text()}, checked every {check_every:g} days"
         return Forecast(
             self.subject.id, t, np.concatenate(noisy), np.concatenate(latents), self.subject.kind,
             self.subject.unit, plan, self.warning, provenance,
+            visits if rule is not None else None,
+            np.concatenate(states) if rule is not None else None,
         )  # fmt: skip
 
     def update(

@@ -30,6 +30,8 @@ from .inference.problem import SubjectData
 from .models import get_model
 from .observe import get_error_model
 from .predict import candidates_for
+from .regimen import ThresholdRule
+from .rules import DEFAULT_CHECK_EVERY
 from .schedule import Dose, Schedule, Switch
 from .store import IngestResult, PopulationRecord, Store, TwinRecord
 from .twin import DigitalTwin, Forecast
@@ -262,10 +264,13 @@ def forecast_grid(twin: DigitalTwin, until: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Scenario:
-    """A named treatment plan from the last observation on (None: the recorded plan)."""
+    """A named treatment plan from the last observation on (None: the recorded plan), with
+    the regimen's threshold rules applied at visits every `check_every` days (oncotwin.rules)."""
 
     name: str
     schedule: Schedule | None
+    rules: tuple[ThresholdRule, ...] = ()
+    check_every: float = DEFAULT_CHECK_EVERY
 
 
 def scenarios(twin: DigitalTwin, until: float, extra: Sequence[Scenario] = ()) -> list[Scenario]:
@@ -296,7 +301,10 @@ def forecast_and_save(
     seed: int = 0,
 ) -> Forecast:
     """Forecast under `scenario` and store it with the twin version."""
-    fc = twin.forecast(forecast_grid(twin, until), scenario.schedule, seed=seed)
+    fc = twin.forecast(
+        forecast_grid(twin, until), scenario.schedule, rules=scenario.rules,
+        check_every=scenario.check_every, seed=seed,
+    )  # fmt: skip
     lo50, hi50 = fc.interval(0.5)
     lo90, hi90 = fc.interval(0.9)
     payload = {
@@ -304,6 +312,9 @@ def forecast_and_save(
         "lo90": lo90.tolist(), "hi90": hi90.tolist(), "kind": fc.kind, "unit": fc.unit, "warning": fc.warning,
         "provenance": fc.provenance,
     }  # fmt: skip
+    if fc.on_treatment is not None and fc.decision_times is not None:
+        payload["decision_times"] = fc.decision_times.tolist()
+        payload["on_treatment_share"] = fc.on_treatment.mean(axis=0).tolist()
     store.save_forecast(record.id, schedule_name=scenario.name, schedule=fc.schedule.to_dict(), payload=payload,
                         seed=seed)  # fmt: skip
     return fc
