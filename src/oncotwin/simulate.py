@@ -7,8 +7,8 @@ calibration and forecasting; :func:`simulate` is the checked entry point for peo
 Two ODE paths. Adaptive Tsit5 (diffrax) for models that declare nothing. Fixed-step RK4 for
 models that declare ``fixed_step`` (mechanistic response models: Friberg, Zhang, Kuznetsov):
 a ``lax.scan`` over a grid made of the save times, every jump of the exposure (doses, infusion
-ends, switches) and ``rk4_nodes`` evenly spaced times, with ``rk4_substeps`` RK4 steps in each
-interval. Exposure is smooth inside each interval, so the scheme keeps its 4th order; the grid
+ends, switches) and evenly spaced times, with a fixed number of RK4 steps in each interval (the
+model's ``rk4_grid``, chosen for its fastest rates over its usual horizons). Exposure is smooth inside each interval, so the scheme keeps its 4th order; the grid
 has a static size, so the solve compiles in seconds and has exact derivatives of any order
 (calibration differentiates twice through it for the Laplace Hessian, which through diffrax's
 adaptive loop took minutes to compile).
@@ -36,9 +36,10 @@ class SolverSettings:
     atol: float = 1e-9
     max_steps: int = 4096
     # fixed-step RK4 path (models with ``fixed_step``): evenly spaced extra nodes over the
-    # solve, and RK4 steps between consecutive nodes (see the module docstring)
-    rk4_nodes: int = 128
-    rk4_substeps: int = 8
+    # solve, and RK4 steps between consecutive nodes (see the module docstring); None: the
+    # model's own ``rk4_grid``
+    rk4_nodes: int | None = None
+    rk4_substeps: int | None = None
 
 
 DEFAULT_SOLVER = SolverSettings()
@@ -165,9 +166,11 @@ def fixed_step_states(
 ) -> Any:
     """States at ``tau`` (days since t0; negative held at t0) by fixed-step RK4 on the grid
     of save times, exposure jumps and even nodes (pure)."""
+    n_even = solver.rk4_nodes or model.rk4_grid[0]
+    substeps = solver.rk4_substeps or model.rk4_grid[1]
     save = jnp.maximum(tau, 0.0)
     t1 = jnp.max(save)
-    even = t1 * jnp.arange(1, solver.rk4_nodes + 1) / solver.rk4_nodes
+    even = t1 * jnp.arange(1, n_even + 1) / n_even
     # Jumps outside [0, t1] are clipped to the ends, where they make empty intervals.
     nodes = jnp.concatenate([save, jnp.clip(_jump_times(arrays, t0), 0.0, t1), even])
     order = jnp.argsort(nodes)
@@ -175,7 +178,7 @@ def fixed_step_states(
     starts = jnp.concatenate([jnp.zeros(1), ends[:-1]])
 
     def interval(y: Any, span: Any) -> tuple[Any, Any]:
-        y = advance(model, params, y, span[0], span[1], t0, arrays, solver.rk4_substeps)
+        y = advance(model, params, y, span[0], span[1], t0, arrays, substeps)
         return y, y
 
     _, states = jax.lax.scan(interval, model.initial_state(params), (starts, ends))

@@ -105,6 +105,8 @@ class TumourModel:
         fixed_step: solve the ODE by fixed-step RK4 on a static grid instead of adaptive Tsit5
             (see :mod:`oncotwin.simulate`): for ODE-only models that are calibrated, whose
             second derivatives through an adaptive solver compile too slowly.
+        rk4_grid: (evenly spaced nodes, RK4 steps per interval) of the fixed-step path; the
+            step is at most horizon / (nodes x steps), so choose it against the fastest rate.
         observes: what the observed quantity is, in words (for model cards and `oncotwin models`).
     """
 
@@ -120,6 +122,7 @@ class TumourModel:
     description: str
     equation: str
     fixed_step: bool = False
+    rk4_grid: tuple[int, int] = (32, 4)
     observes: str = "tumour size"
 
     @property

@@ -799,5 +799,8 @@ zhang_psa = TumourModel(
         "dPSA/dt = sum x_i - 0.5 PSA; PSA_obs = v0 PSA(t) / PSA(t0)"
     ),
     fixed_step=True,
+    # steps of at most horizon / 512: 2 days over the 3 years of an adaptive course, against
+    # PSA clearance at 0.5/day and TP decline at up to about 0.3/day on treatment
+    rk4_grid=(64, 8),
     observes="PSA (ng/mL)",
 )

@@ -556,5 +556,8 @@ friberg_anc = TumourModel(
         "dT_i/dt = ktr (T_(i-1) - T_i); dCirc/dt = ktr (T3 - Circ); ktr = 4 / mtt"
     ),
     fixed_step=True,
+    # 8 steps per interval: the K-PD exposure of docetaxel decays at 1.4/day (0.06 % error
+    # against a tight adaptive solve over four cycles; 0.5 % with 4 steps)
+    rk4_grid=(32, 8),
     observes="absolute neutrophil count (10^9/L)",
 )
