@@ -494,9 +494,16 @@ KPD_REFERENCE_DOSE_MG = 135.0
 KPD_SLOPE = 2.15
 
 
-def _friberg_registry_field(t: Any, y: Any, p: Any, exposure: Any) -> Any:
-    pd = FribergParams(circ0=p["v0"], mtt=p["mtt"], gamma=p["gamma"])
-    return friberg_field(y, p["slope"] * jnp.maximum(exposure, 0.0), pd)
+def _friberg_log_field(t: Any, z: Any, p: Any, exposure: Any) -> Any:
+    # The Friberg model on log counts (each equation divided by its compartment): relative
+    # accuracy stays uniform when a dose drives the counts down by orders of magnitude, and
+    # counts stay positive, also when the drug effect exceeds 1.
+    ktr = (N_TRANSIT + 1) / p["mtt"]
+    edrug = p["slope"] * jnp.maximum(exposure, 0.0)
+    feedback = jnp.exp(p["gamma"] * (jnp.log(p["v0"]) - z[-1]))
+    d_prol = ktr * ((1.0 - edrug) * feedback - 1.0)
+    d_chain = ktr * jnp.expm1(z[:-1] - z[1:])
+    return jnp.concatenate([jnp.atleast_1d(d_prol), d_chain])
 
 
 friberg_anc = TumourModel(
@@ -538,9 +545,9 @@ friberg_anc = TumourModel(
             + BRUNO_1996,
         ),
     ),  # fmt: skip
-    vector_field=_friberg_registry_field,
-    initial_state=lambda p: jnp.full(N_TRANSIT + 2, 1.0) * p["v0"],
-    observable=lambda y, p: y[..., -1],
+    vector_field=_friberg_log_field,
+    initial_state=lambda p: jnp.full(N_TRANSIT + 2, 1.0) * jnp.log(p["v0"]),
+    observable=lambda z, p: jnp.exp(z[..., -1]),
     closed_form=None,
     uses_exposure=True,
     citation=FRIBERG_2002,
@@ -556,8 +563,8 @@ friberg_anc = TumourModel(
         "dT_i/dt = ktr (T_(i-1) - T_i); dCirc/dt = ktr (T3 - Circ); ktr = 4 / mtt"
     ),
     fixed_step=True,
-    # 8 steps per interval: the K-PD exposure of docetaxel decays at 1.4/day (0.06 % error
-    # against a tight adaptive solve over four cycles; 0.5 % with 4 steps)
+    # 8 steps per interval: the K-PD exposure of docetaxel decays at 1.4/day (0.02 % error
+    # against a tight adaptive solve over four cycles; 0.3 % with 4 steps)
     rk4_grid=(32, 8),
     observes="absolute neutrophil count (10^9/L)",
 )
