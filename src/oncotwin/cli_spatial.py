@@ -42,6 +42,23 @@ CropOption = Annotated[
 DetectionOption = Annotated[
     float, typer.Option("--detection", help="Cellularity level of the tumour ROI.")
 ]
+ProliferationOption = Annotated[
+    str,
+    typer.Option(
+        "--proliferation",
+        help="scalar: one proliferation rate; field: a smooth map rho(x) = rho0 exp(f(x)) "
+        "calibrated with a Gaussian smoothness prior (docs/spatial.md).",
+    ),
+]
+FieldSdOption = Annotated[
+    float, typer.Option("--field-sd", help="Prior sd of log rho(x)/rho0 (field mode).")
+]
+FieldRangeOption = Annotated[
+    float, typer.Option("--field-range", help="Prior correlation range of the field, mm.")
+]
+FieldModesOption = Annotated[
+    int, typer.Option("--field-modes", help="Smooth modes representing the field.")
+]
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -70,7 +87,8 @@ def _fixed(items: list[str] | None) -> dict[str, float]:
 
 def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, detection: float,
          crop: float, seed: int, draws: int, plans: list[str] | None,
-         days: list[float] | None) -> tuple[Any, ...]:  # fmt: skip
+         days: list[float] | None, proliferation: str = "scalar",
+         field: tuple[float, float, int] = (0.5, 30.0, 24)) -> tuple[Any, ...]:  # fmt: skip
     import warnings
 
     from .data.imaging import load_manifest
@@ -81,6 +99,8 @@ def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, d
     setup = isp.prepare(
         patient, calibration_visits=_ints(visits), free=tuple(f.strip() for f in free.split(",")),
         fixed=_fixed(fix), detection=detection, crop_margin_mm=crop if crop > 0 else None,
+        proliferation=proliferation,
+        field_prior=isp.FieldPrior(sd=field[0], range_mm=field[1], modes=field[2]),
     )  # fmt: skip
     with progress_bars() as start, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
@@ -112,6 +132,7 @@ def _write(
         "converged": post.converged,
         "diagnostics": {k: v for k, v in post.diagnostics.items() if k != "hessian_eigenvalues"},
         "parameters": post.summary(),
+        "proliferation": post.setup.proliferation,
         "fixed": dict(post.setup.fixed),
         "z_map": post.z_map.tolist(),
         "covariance": post.cov.tolist(),
@@ -129,10 +150,33 @@ def _write(
         },
         "comparison": comparison,
     }
+    if post.setup.proliferation == "field":
+        result["proliferation_field"] = _field_summary(post)
     (out / "posterior.json").write_text(json.dumps(result, indent=1, default=float))
     write_spatial_report(out / "report.html", post, forecasts, comparison)
     result["files"] = [str(out / "posterior.json"), str(out / "report.html")]
     return result
+
+
+def _field_summary(post: Any) -> dict[str, Any]:
+    """Prior of the proliferation field and its posterior over the first calibration ROI."""
+    import numpy as np
+
+    fp = post.setup.field_prior
+    med, lo, hi = post.rho_field()
+    pt = post.setup.patient
+    roi = pt.visits[post.setup.calib[0]].roi & pt.mask
+    return {
+        "prior": {"sd": fp.sd, "range_mm": fp.range_mm, "modes": fp.modes},
+        "unit": "1/day",
+        "first_roi": {
+            "voxels": int(roi.sum()),
+            "median_min": float(np.min(med[roi])),
+            "median_max": float(np.max(med[roi])),
+            "median_of_medians": float(np.median(med[roi])),
+            "median_interval_ratio": float(np.median(hi[roi] / lo[roi])),
+        },
+    }
 
 
 def _print(result: dict[str, Any]) -> None:
@@ -149,6 +193,11 @@ def _print(result: dict[str, Any]) -> None:
                   f"{fmt_num(r['lower'])} – {fmt_num(r['upper'])}",
                   fmt_num(r["truth"]) if "truth" in r else "—")  # fmt: skip
     c.print(t)
+    if "proliferation_field" in result:
+        f = result["proliferation_field"]["first_roi"]
+        c.print(f"proliferation field over the first ROI ({f['voxels']} voxels): median rate "
+                f"{fmt_num(f['median_min'])} – {fmt_num(f['median_max'])} 1/day; typical 90% "
+                f"interval upper/lower {f['median_interval_ratio']:.2f}")  # fmt: skip
     for name, fc in result["forecasts"].items():
         for day, q in fc["total_cells"].items():
             c.print(f"{name}: {day}: tumour cells median {fmt_num(q['median'])} "
@@ -169,13 +218,18 @@ def calibrate_cmd(
     crop_margin: CropOption = 30.0,
     seed: SeedOption = 0,
     draws: DrawsOption = 100,
+    proliferation: ProliferationOption = "scalar",
+    field_sd: FieldSdOption = 0.5,
+    field_range: FieldRangeOption = 30.0,
+    field_modes: FieldModesOption = 24,
     as_json: JsonOption = False,
 ) -> None:
     """Calibrate a spatial twin on early visits (MAP + Laplace) and check it against later ones."""
     with input_errors():
         _, post, forecasts, comparison = _run(
-            manifest, visits, free, fix, detection, crop_margin, seed, draws, None, None
-        )
+            manifest, visits, free, fix, detection, crop_margin, seed, draws, None, None,
+            proliferation, (field_sd, field_range, field_modes),
+        )  # fmt: skip
         result = _write(out, post, forecasts, comparison)
     emit(result) if as_json else _print(result)
 
@@ -199,12 +253,17 @@ def forecast_cmd(
     crop_margin: CropOption = 30.0,
     seed: SeedOption = 0,
     draws: DrawsOption = 100,
+    proliferation: ProliferationOption = "scalar",
+    field_sd: FieldSdOption = 0.5,
+    field_range: FieldRangeOption = 30.0,
+    field_modes: FieldModesOption = 24,
     as_json: JsonOption = False,
 ) -> None:
     """Forecast cellularity maps and total cells under one or more RT plans, with intervals."""
     with input_errors():
         _, post, forecasts, comparison = _run(
-            manifest, visits, free, fix, detection, crop_margin, seed, draws, plan, day
-        )
+            manifest, visits, free, fix, detection, crop_margin, seed, draws, plan, day,
+            proliferation, (field_sd, field_range, field_modes),
+        )  # fmt: skip
         result = _write(out, post, forecasts, comparison)
     emit(result) if as_json else _print(result)

@@ -6,7 +6,8 @@ Public patient images cannot be redistributed, so oncotwin ships a phantom inste
 1. draws a brain: an ellipsoid with a smooth random boundary, two ventricles (CSF, outside the
    tissue mask), white matter inside and a grey-matter rim (partial-volume fractions);
 2. seeds a tumour (Gaussian blob) in white matter and grows it untreated for `history_days`
-   with the reaction-diffusion model of :mod:`oncotwin.models.spatial` and known parameters;
+   with the reaction-diffusion model of :mod:`oncotwin.models.spatial` and known parameters
+   (optionally a spatially varying proliferation rate, ``rho_map``);
 3. treats it with the Stupp regimen (60 Gy / 30 fractions with daily temozolomide, then
    adjuvant cycles; Stupp R et al. N Engl J Med 2005;352:987-996) on a plan whose dose map is
    1 inside the tumour ROI expanded by a margin and falls off outside;
@@ -20,7 +21,7 @@ Everything is driven by one seed (recorded in the manifest); same seed, same fil
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,8 +66,9 @@ class Phantom:
         rois: tumour ROI at each visit.
         plans: RT plans: name -> {"dose_map", "days", "dose_per_fraction"}.
         chemo_days, chemo_doses: temozolomide days and relative doses.
-        params: true model parameters.
+        params: true model parameters (``rho``: the reference rate that ``rho_map`` scales).
         settings: generator settings (seed included).
+        rho_map: true proliferation rate per voxel, 1/day (None: ``params["rho"]`` everywhere).
     """
 
     affine: np.ndarray
@@ -83,6 +85,7 @@ class Phantom:
     chemo_doses: list[float]
     params: dict[str, float]
     settings: dict[str, Any] = field(default_factory=dict)
+    rho_map: np.ndarray | None = None
 
     @property
     def spacing(self) -> tuple[float, ...]:
@@ -120,6 +123,7 @@ def make_phantom(
     noise: float = 0.03,
     detection: float = 0.05,
     dt: float = 0.5,
+    rho_map: np.ndarray | Callable[[tuple[np.ndarray, ...]], np.ndarray] | None = None,
 ) -> Phantom:
     """Generate a synthetic glioma patient (2D or 3D).
 
@@ -134,9 +138,13 @@ def make_phantom(
         noise: standard deviation of image noise in cellularity units (applied to ADC).
         detection: cellularity above which tissue is segmented as tumour.
         dt: solver step, days.
+        rho_map: spatially varying proliferation, as factors multiplying ``params["rho"]``
+            (dimensionless): an array of the grid's shape, or a function of the voxel centres'
+            offsets from the tumour seed (one array per axis, mm) returning that array. None
+            (default): a uniform rate, exactly as before this option existed.
 
     Raises:
-        ModelError: bad shape/spacing or an unstable step.
+        ModelError: bad shape/spacing, an unstable step, or a bad ``rho_map``.
     """
     from ..models import spatial as sp
 
@@ -179,11 +187,24 @@ def make_phantom(
     r2 = sum(((grid[i] - site[i]) * spacing[i]) ** 2 for i in range(nd))
     seed_map = np.where(mask, 0.2 * np.exp(-r2 / (2 * 4.0**2)), 0.0)
 
+    true_rho: np.ndarray | None = None
+    if rho_map is not None:
+        offsets = tuple((grid[i] - site[i]) * spacing[i] for i in range(nd))
+        factor = np.asarray(rho_map(offsets) if callable(rho_map) else rho_map, dtype=float)
+        if factor.shape != shape or not np.all(np.isfinite(factor)) or np.any(factor[mask] <= 0):
+            raise ModelError(
+                f"rho_map must be finite positive factors of shape {shape}, got {factor.shape}"
+            )
+        true_rho = np.where(mask, p["rho"] * factor, 0.0)
+    # the simulator's parameters: the rate map replaces the scalar rate (the rng is not used
+    # for the map, so anatomy, site and noise are those of the same seed without a map)
+    p_sim: dict[str, Any] = dict(p) if true_rho is None else dict(p, rho=true_rho)
+
     op = sp.operator(mask, spacing, diffusivity)
     sp.check_stability(op, p["D"], dt)
     n_hist = int(round(history_days / dt))
     untreated = sp.make_forcing(max(n_hist, 1), dt)
-    maps, _ = sp.simulate(seed_map, p, op, untreated, [untreated.n_steps], checkpoint=False)
+    maps, _ = sp.simulate(seed_map, p_sim, op, untreated, [untreated.n_steps], checkpoint=False)
     u0 = np.asarray(maps[0])
 
     # plan on the ROI at the last visit before RT (the planning scan)
@@ -192,7 +213,7 @@ def make_phantom(
     schedule = sp.stupp_schedule(rt_start)
     pre = sp.make_forcing(max(int(round(last_pre / dt)), 1), dt)
     plan_map, _ = sp.simulate(
-        u0, p, op, pre, [pre.n_steps if last_pre > 0 else 0], checkpoint=False
+        u0, p_sim, op, pre, [pre.n_steps if last_pre > 0 else 0], checkpoint=False
     )
     planning_roi = (np.asarray(plan_map[0]) > detection) & mask
     hypo = sp.stupp_schedule(rt_start, fractions=15, dose_per_fraction=2.67)
@@ -219,7 +240,7 @@ def make_phantom(
     )  # fmt: skip
     op_t = sp.operator(mask, spacing, diffusivity, plans["standard"]["dose_map"])
     saves = [int(round(d / dt)) for d in visit_days]
-    truth, _ = sp.simulate(u0, p, op_t, treat, saves, checkpoint=False)
+    truth, _ = sp.simulate(u0, p_sim, op_t, treat, saves, checkpoint=False)
     truth_maps = [np.asarray(m) for m in truth]
 
     tissue_adc = white * ADC_TISSUE["white"] + grey * ADC_TISSUE["grey"]
@@ -238,9 +259,11 @@ def make_phantom(
         "history_days": history_days, "noise": noise, "detection": detection, "dt": dt,
         "tumour_site_voxel": [int(i) for i in site],
     }  # fmt: skip
+    if true_rho is not None:
+        settings["rho_map"] = "spatially varying (Phantom.rho_map; truth_rho.nii.gz)"
     return Phantom(
         affine, mask, white, grey, diffusivity, [float(d) for d in visit_days], truth_maps,
-        adcs, rois, plans, chemo_days, list(chemo_doses), p, settings,
+        adcs, rois, plans, chemo_days, list(chemo_doses), p, settings, true_rho,
     )  # fmt: skip
 
 
@@ -273,6 +296,11 @@ def write_phantom(directory: str | Path, phantom: Phantom | None = None, **kwarg
             "dose_per_fraction": plan["dose_per_fraction"],
             "description": plan["description"],
         }
+    truth: dict[str, Any] = {}
+    if ph.rho_map is not None:
+        # float32 keeps 7 digits of the rate (1/day); the manifest names the file
+        save_nifti(out / "truth_rho.nii.gz", ph.rho_map, aff, dtype=np.float32)
+        truth["rho_map"] = "truth_rho.nii.gz"
     voxel = float(np.prod(ph.spacing))
     theta = carrying_capacity(voxel, 5.0)
     true_cells = [float(np.sum(m)) * theta for m in ph.truth_maps]
@@ -294,7 +322,8 @@ def write_phantom(directory: str | Path, phantom: Phantom | None = None, **kwarg
             "agent": "temozolomide", "days": ph.chemo_days, "relative_doses": ph.chemo_doses,
             "half_life_days": 1.8 / 24, "reference_dose": "75 mg/m2",
         },
-        "truth": {"params": ph.params, "total_cells": true_cells, "settings": ph.settings},
+        "truth": {"params": ph.params, "total_cells": true_cells, "settings": ph.settings,
+                  **truth},
     }  # fmt: skip
     path = out / "manifest.json"
     path.write_text(json.dumps(manifest, indent=1) + "\n")

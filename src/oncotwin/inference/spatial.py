@@ -38,6 +38,20 @@ the parameters is the Gaussian whose precision is the Schur complement of the la
 (Hessian-vector products and conjugate gradients; the latent block is never formed). Forecast
 draws move the initial map with each parameter draw (its conditional mean under that Gaussian).
 
+Spatially varying proliferation (``prepare(..., proliferation="field")``): ``log rho(x) =
+log rho0 + f(x)`` with ``f`` a Gaussian random field on the tissue mask whose precision is
+``tau (kappa^2 I + L)^2`` (``L`` the mask's graph Laplacian with zero-flux boundaries): the GMRF
+of the SPDE ``(kappa^2 - Laplacian) f = W`` with Matern smoothness 1 in 2D (1/2 in 3D) and range
+``sqrt(8 nu) / kappa`` (Lindgren F, Rue H, Lindstrom J. J R Stat Soc B 2011;73:423-498). ``f`` is
+represented by its truncated Karhunen-Loeve expansion (the leading eigenvectors of ``L``, without
+the constant ones): ``f = sum_k a_k sqrt(lambda_k) phi_k``, ``a_k ~ N(0, 1)``, as in Marzouk YM,
+Najm HN. J Comput Phys 2009;228:1862-1902; ``tau`` is set so that the field's prior sd, averaged
+over the mask, is the requested one (the scaling of Sorbye SH, Rue H. Spat Stat 2014;8:39-51).
+The coefficients ``a_k`` join the scalar parameters in every step below (MAP, Schur complement,
+draws), so the Laplace posterior covers the field; its Hessian is ``K x K`` in the modes, never
+one of the full field. Without the constant modes ``f`` averages to zero over the mask, so
+``rho0`` is the geometric mean of ``rho(x)`` over the mask.
+
 Agreement with later visits: Dice of the predicted ROI (median cellularity above ``c``) with the
 observed ROI, Lin's concordance correlation coefficient of voxel cellularity (Lin LI. Biometrics
 1989;45:255-268), and whether the observed total cell count lies in the forecast interval.
@@ -49,7 +63,7 @@ import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -66,6 +80,30 @@ SIGMA_PRIOR = (0.05, 1.0)  # median, log-sd of the noise sd (cellularity units)
 TAIL_PRIOR = (1.0, 0.5)
 DEFAULT_FREE = ("D", "rho", "alpha")
 LEVEL = 0.9
+PROLIFERATION = ("scalar", "field")
+DENSE_EIGEN_MAX = 1500  # masks up to this many voxels: dense eigendecomposition of L
+
+
+@dataclass(frozen=True)
+class FieldPrior:
+    """Smoothness prior of the log-proliferation field ``f`` (``rho(x) = rho0 exp(f(x))``).
+
+    Attributes:
+        sd: prior sd of ``f`` (natural-log scale, dimensionless), averaged over the mask: 0.5
+            lets the rate vary by a factor ``exp(1.645 * 0.5) = 2.3`` either way at 90%.
+        range_mm: correlation range, mm: the distance at which the Matern correlation falls to
+            about 0.13 (Lindgren 2011's ``sqrt(8 nu) / kappa``).
+        modes: number of Karhunen-Loeve modes kept (the smoothest ones).
+    """
+
+    sd: float = 0.5
+    range_mm: float = 30.0
+    modes: int = 24
+
+    def check(self) -> None:
+        """Raise :class:`ModelError` for a non-positive sd or range or fewer than one mode."""
+        if not (self.sd > 0 and self.range_mm > 0 and self.modes >= 1):
+            raise ModelError(f"field prior needs sd > 0, range_mm > 0 and modes >= 1, got {self}")
 
 
 def _no_progress(label: str, total: int) -> Callable[[int], None]:
@@ -89,6 +127,9 @@ class Setup:
         initial_state: "latent" (the first map's true cellularity inside its ROI is unknown,
             observed with the same noise as the later maps, and estimated with the
             parameters) or "observed" (the first map is taken as exact).
+        proliferation: "scalar" (one rate) or "field" (``rho(x) = rho0 exp(f(x))`` with a
+            smooth Gaussian ``f``; see the module docstring).
+        field_prior: the prior of ``f`` (used when ``proliferation == "field"``).
     """
 
     patient: SpatialPatient
@@ -101,6 +142,8 @@ class Setup:
     box: tuple[slice, ...]
     ic_smoothing: float = 0.0
     initial_state: str = "latent"
+    proliferation: str = "scalar"
+    field_prior: FieldPrior = field(default_factory=FieldPrior)
 
     @property
     def t0(self) -> float:
@@ -168,6 +211,106 @@ def plan_forcing(
     )  # fmt: skip
 
 
+def field_basis(
+    mask: Any, spacing: Sequence[float], prior: FieldPrior
+) -> tuple[np.ndarray, np.ndarray]:
+    """Truncated Karhunen-Loeve basis of the log-proliferation field's GMRF prior on a mask.
+
+    The prior precision is ``tau (kappa^2 I + L)^2`` with ``L`` the graph Laplacian of the mask
+    (neighbours along each axis, weight ``1/h_a^2``, zero flux at the mask boundary, 1/mm^2) and
+    ``kappa = sqrt(8 nu) / range`` (``nu = 2 - d/2``; Lindgren, Rue & Lindstrom 2011). Its
+    covariance has the eigenvectors ``phi_k`` of ``L`` and eigenvalues proportional to
+    ``(kappa^2 + mu_k)^-2``: the smoothest modes carry most of the variance, so the leading
+    ``prior.modes`` of them (the constant modes, one per connected component, left out) give
+    ``f = sum_k a_k b_k`` with ``a_k ~ N(0, 1)`` and ``b_k = sqrt(lambda_k) phi_k``. ``tau`` is
+    chosen so that the mean over the mask of the truncated field's prior variance is
+    ``prior.sd^2`` (Sorbye & Rue 2014).
+
+    Args:
+        mask: boolean tissue mask (grid shape).
+        spacing: voxel sizes, mm.
+        prior: the :class:`FieldPrior`.
+
+    Returns:
+        ``(basis, mu)``: the scaled modes ``b_k`` as maps, shape ``(modes,) + grid`` (0 outside
+        the mask; dimensionless, log scale), and the Laplacian eigenvalues ``mu_k``, 1/mm^2.
+
+    Raises:
+        ModelError: a bad prior, or a mask with fewer voxels than modes + components.
+    """
+    from scipy.sparse import coo_matrix, diags
+    from scipy.sparse.csgraph import connected_components
+
+    prior.check()
+    m = np.asarray(mask, dtype=bool)
+    idx = np.flatnonzero(m)
+    n_vox = int(idx.size)
+    pos = np.full(m.shape, -1, dtype=np.int64)
+    pos.flat[idx] = np.arange(n_vox)
+    rows, cols, vals = [], [], []
+    for axis, h in enumerate(spacing):
+        lo = [slice(None)] * m.ndim
+        hi = [slice(None)] * m.ndim
+        lo[axis], hi[axis] = slice(0, -1), slice(1, None)
+        both = m[tuple(lo)] & m[tuple(hi)]
+        i, j = pos[tuple(lo)][both], pos[tuple(hi)][both]
+        rows += [i, j]
+        cols += [j, i]
+        vals.append(np.full(2 * i.size, 1.0 / float(h) ** 2))
+    w = coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_vox, n_vox)
+    ).tocsr()
+    lap = (diags(np.asarray(w.sum(axis=1)).ravel()) - w).tocsc()
+    n_comp = int(connected_components(w, directed=False)[0])
+    k = prior.modes + n_comp
+    if k >= n_vox:
+        raise ModelError(
+            f"proliferation field: {prior.modes} modes need more than {k} mask voxels "
+            f"(the mask has {n_vox} in {n_comp} connected parts)"
+        )
+    nu = 2.0 - m.ndim / 2.0
+    kappa2 = 8.0 * nu / prior.range_mm**2
+    if n_vox <= DENSE_EIGEN_MAX:
+        mu, vec = np.linalg.eigh(lap.toarray())
+        mu, vec = mu[:k], vec[:, :k]
+    else:
+        from scipy.sparse.linalg import eigsh
+
+        # shift-invert about -kappa^2 (L + kappa^2 I is positive definite); fixed start vector
+        # so that the same mask gives the same modes
+        mu, vec = eigsh(lap, k=k, sigma=-kappa2, which="LM", v0=np.linspace(1.0, 2.0, n_vox))
+        order = np.argsort(mu)
+        mu, vec = mu[order], vec[:, order]
+    mu, vec = mu[n_comp:], vec[:, n_comp:]  # drop the constants (zero eigenvalues)
+    # deterministic signs: the largest-magnitude entry of each mode is positive
+    sign = np.sign(vec[np.argmax(np.abs(vec), axis=0), np.arange(vec.shape[1])])
+    vec = vec * np.where(sign == 0, 1.0, sign)
+    lam = 1.0 / (kappa2 + mu) ** 2
+    lam = lam * prior.sd**2 * n_vox / lam.sum()  # mean prior variance over the mask = sd^2
+    basis = np.zeros((prior.modes, *m.shape))
+    basis.reshape(prior.modes, -1)[:, idx] = (vec * np.sqrt(lam)).T
+    return basis, mu
+
+
+@lru_cache(maxsize=8)
+def _basis_by_key(
+    key: bytes, shape: tuple[int, ...], spacing: tuple[float, ...], prior: FieldPrior
+) -> np.ndarray:
+    return field_basis(np.frombuffer(key, dtype=bool).reshape(shape), spacing, prior)[0]
+
+
+def _cached_basis(mask: Any, spacing: Sequence[float], prior: FieldPrior) -> np.ndarray:
+    """:func:`field_basis` maps, computed once per mask (calibration and forecasts share it)."""
+    m = np.ascontiguousarray(mask, dtype=bool)
+    return _basis_by_key(m.tobytes(), m.shape, tuple(float(h) for h in spacing), prior)
+
+
+def _smooth_cap(v: Any, cap: float) -> Any:
+    # identity to 1e-6 relative below cap/4, never above cap, so line searches cannot step into
+    # a blow-up
+    return v / (1.0 + (v / cap) ** 8) ** 0.125
+
+
 class _Problem:
     """JAX side of a :class:`Setup`: initial state, objective, predictions.
 
@@ -200,7 +343,12 @@ class _Problem:
         ]  # fmt: skip
         prior_sd = [s.prior_sd for s in self.specs] + [SIGMA_PRIOR[1], TAIL_PRIOR[1]]
         self.i_sigma, self.i_tail = len(self.specs), len(self.specs) + 1
-        self.n = len(self.specs) + 2
+        # proliferation field: standardised KL coefficients after the scalars, prior N(0, 1)
+        self.i_field = len(self.specs) + 2
+        self.n_field = setup.field_prior.modes if setup.proliferation == "field" else 0
+        prior_mu += [0.0] * self.n_field
+        prior_sd += [1.0] * self.n_field
+        self.n = len(self.specs) + 2 + self.n_field
         # latent initial state: one standardised offset per voxel of the first ROI
         self.latent_idx = (
             np.flatnonzero(first.roi & pt.mask) if setup.initial_state == "latent" else
@@ -226,6 +374,9 @@ class _Problem:
             "detection": jnp.asarray(float(setup.detection)),
             "latent_idx": jnp.asarray(self.latent_idx),
         }
+        if self.n_field:
+            # only in field mode: the scalar problem keeps its exact compiled signature
+            self.data["field"] = jnp.asarray(_cached_basis(pt.mask, pt.spacing, setup.field_prior))
         self.prior_mu = np.asarray(prior_mu)
         self.prior_sd = np.asarray(prior_sd)
         dt = setup.dt
@@ -243,15 +394,29 @@ class _Problem:
             v = jnp.exp(z[i])
             cap = self.caps.get(name)
             if cap is not None:
-                # smooth cap: identity to 1e-6 relative below cap/4, never above the RK4
-                # stability limit, so line searches cannot step into a blow-up
-                v = v / (1.0 + (v / cap) ** 8) ** 0.125
+                # smooth cap: never above the RK4 stability limit (see _smooth_cap)
+                v = _smooth_cap(v, cap)
             out[name] = v
         return out
 
+    def log_field(self, z: Any, data: Mapping[str, Any]) -> Any:
+        """``f(x)`` on the grid (natural log of ``rho(x) / rho0``); zeros in scalar mode."""
+        if not self.n_field:
+            return jnp.zeros(data["mask"].shape)
+        coef = z[self.i_field : self.i_field + self.n_field]
+        return jnp.tensordot(coef, data["field"], axes=1)
+
+    def rates(self, z: Any, data: Mapping[str, Any]) -> dict[str, Any]:
+        """Model parameters for `z`, with ``rho`` a map in field mode (capped like the scalar)."""
+        p = self.params(z)
+        if self.n_field:
+            rho_map = p["rho"] * jnp.exp(self.log_field(z, data))
+            p["rho"] = _smooth_cap(rho_map, 1.0 / self.setup.dt)  # as caps["rho"]
+        return p
+
     def initial(self, z: Any, data: Mapping[str, Any]) -> Any:
         """Initial state for the full unconstrained vector `z` (parameters, log sigma, latent)."""
-        p = self.params(z)
+        p = self.params(z)  # in field mode the tail's length uses the reference rate rho0
         ell = jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"])
         tail = data["detection"] * jnp.exp(-data["dist"] / ell)
         u0 = data["u_obs0"]
@@ -267,7 +432,7 @@ class _Problem:
     def run(
         self, z: Any, data: Mapping[str, Any], saves: Sequence[int], checkpoint: bool = True
     ) -> tuple[Any, Any]:
-        p = self.params(z)
+        p = self.rates(z, data)
         op = sp.Operator(data["cond"], data["mask"], data["dose"])
         forcing = sp.Forcing(self.setup.dt, data["rt"], data["ex"])
         return sp.simulate(
@@ -299,10 +464,12 @@ class SpatialPosterior:
     Attributes:
         setup: the calibration problem.
         names: parameter names (free model parameters, then "sigma" and "tail_ratio", the
-            invisible tail's decay length over sqrt(D/rho)).
-        z_map: MAP on the unconstrained (log) scale.
-        cov: posterior covariance on that scale (inverse Hessian).
-        draws: constrained draws, shape ``(n_draws, n_params)``.
+            invisible tail's decay length over sqrt(D/rho)). In field mode "rho" is ``rho0``,
+            the geometric mean of ``rho(x)`` over the mask.
+        z_map: MAP on the unconstrained (log) scale; in field mode followed by the
+            proliferation field's standardised mode coefficients.
+        cov: posterior covariance on that scale (inverse Hessian), all of ``z_map``.
+        draws: constrained draws of the named parameters, shape ``(n_draws, len(names))``.
         seed: seed of the draws.
         converged: whether L-BFGS met its gradient tolerance and the Hessian was positive
             definite.
@@ -311,6 +478,8 @@ class SpatialPosterior:
             the first ROI; empty when the first map is taken as exact).
         latent_gain: ``K`` with ``E[eta | z] = latent_map - K (z - z_map)`` under the Laplace
             Gaussian, ``(n_latent, n_params)``; forecasts move the initial map with each draw.
+        field_draws: the field's mode coefficients of each draw, ``(n_draws, modes)`` (zero
+            columns in scalar mode); drawn jointly with ``draws``.
     """
 
     setup: Setup
@@ -323,9 +492,18 @@ class SpatialPosterior:
     diagnostics: dict[str, Any] = field(default_factory=dict)
     latent_map: np.ndarray = field(default_factory=lambda: np.zeros(0))
     latent_gain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    field_draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+
+    def unconstrained_draws(self) -> np.ndarray:
+        """Draws on the unconstrained scale of ``z_map`` (log parameters, field coefficients)."""
+        zs = np.log(self.draws)
+        if self.field_draws.size:
+            zs = np.concatenate([zs, self.field_draws], axis=1)
+        return zs
 
     def full(self, zs: np.ndarray) -> np.ndarray:
-        """Full unconstrained vectors (parameters, log sigma, latent) for draws `zs` (log scale).
+        """Full unconstrained vectors (parameters, log sigma, log tail ratio, field modes,
+        latent) for draws `zs` (unconstrained scale, as :meth:`unconstrained_draws`).
 
         The latent offsets are their conditional mean given each draw (Laplace Gaussian).
         """
@@ -338,7 +516,48 @@ class SpatialPosterior:
     @property
     def map(self) -> dict[str, float]:
         """MAP estimate of each parameter (model units)."""
-        return {n: float(math.exp(v)) for n, v in zip(self.names, self.z_map, strict=True)}
+        named = self.z_map[: len(self.names)]
+        return {n: float(math.exp(v)) for n, v in zip(self.names, named, strict=True)}
+
+    def rho_field(self, level: float = LEVEL) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Posterior median and central `level` interval of the proliferation rate per voxel.
+
+        Under the Laplace Gaussian, ``log rho(x) = log rho0 + sum_k a_k b_k(x)`` is Gaussian
+        (linear in the unconstrained parameters), so its quantiles are exact under that
+        approximation (the smooth cap at ``1/dt`` is ignored: it acts only above rates of
+        ``1/(4 dt)`` per day). In scalar mode the maps are constant in the mask.
+
+        Args:
+            level: interval level (0.9: 5% and 95% quantiles).
+
+        Returns:
+            ``(median, lower, upper)`` maps, 1/day, NaN outside the mask.
+        """
+        from scipy.stats import norm
+
+        pt = self.setup.patient
+        inside = np.asarray(pt.mask, dtype=bool)
+        n = self.z_map.size
+        n_field = n - len(self.names)
+        # gradient of log rho(x) w.r.t. the unconstrained vector, one row per mask voxel
+        grad = np.zeros((int(inside.sum()), n))
+        if "rho" in self.names:
+            grad[:, self.names.index("rho")] = 1.0
+            log_rho0 = self.z_map[self.names.index("rho")]
+        else:
+            log_rho0 = math.log(self.setup.fixed["rho"])
+        if n_field:
+            basis = _cached_basis(pt.mask, pt.spacing, self.setup.field_prior)
+            grad[:, len(self.names) :] = basis.reshape(n_field, -1)[:, inside.ravel()].T
+        mean = log_rho0 + grad[:, len(self.names) :] @ self.z_map[len(self.names) :]
+        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, self.cov, grad), 0.0))
+        q = norm.ppf(0.5 + level / 2)
+        out = []
+        for v in (mean, mean - q * sd, mean + q * sd):
+            m = np.full(inside.shape, np.nan)
+            m[inside] = np.exp(v)
+            out.append(m)
+        return out[0], out[1], out[2]
 
     def interval(self, name: str, level: float = LEVEL) -> tuple[float, float]:
         """Central posterior interval of parameter `name` (log-normal marginal)."""
@@ -363,7 +582,8 @@ class SpatialPosterior:
                 "lower": lo,
                 "upper": hi,
             }
-            if n in truth:
+            # with a true rate map, the reference rate is not the mask mean that rho0 estimates
+            if n in truth and not (n == "rho" and "rho_map" in self.setup.patient.truth):
                 row["truth"] = float(truth[n])
             rows.append(row)
         return rows
@@ -381,6 +601,8 @@ def prepare(
     crop_margin_mm: float | None = 30.0,
     ic_smoothing: float = 0.0,
     initial_state: str = "latent",
+    proliferation: str = "scalar",
+    field_prior: FieldPrior | None = None,
 ) -> Setup:
     """Check and assemble a calibration problem.
 
@@ -398,13 +620,23 @@ def prepare(
         initial_state: "latent" (default: the first map inside its ROI is estimated with the
             parameters, observed with noise sigma) or "observed" (taken as exact; biases D
             upwards with noisy images, see docs/spatial.md).
+        proliferation: "scalar" (default: one rate ``rho``) or "field" (``rho(x) = rho0
+            exp(f(x))`` with a smooth Gaussian field ``f`` on the (cropped) mask, calibrated
+            with the parameters; ``rho0`` is the "rho" parameter, free or fixed).
+        field_prior: prior of ``f`` in field mode (default :class:`FieldPrior()`: sd 0.5,
+            range 30 mm, 24 modes).
 
     Raises:
         DataError: fewer than two calibration visits, or an empty first ROI.
-        ModelError: unknown parameter names or unstable step at the prior's upper range.
+        ModelError: unknown parameter names, an unknown proliferation mode, a bad field
+            prior, or unstable step at the prior's upper range.
     """
     if initial_state not in ("latent", "observed"):
         raise ModelError(f"initial_state must be 'latent' or 'observed', got {initial_state!r}")
+    if proliferation not in PROLIFERATION:
+        raise ModelError(f"proliferation must be one of {PROLIFERATION}, got {proliferation!r}")
+    fprior = FieldPrior() if field_prior is None else field_prior
+    fprior.check()
     nv = len(patient.visits)
     calib = (
         tuple(range(max(nv - 2, 2))) if calibration_visits is None else tuple(calibration_visits)
@@ -433,9 +665,13 @@ def prepare(
 
         box = crop_box(union, patient.spacing, crop_margin_mm, within=patient.mask)
         patient = _cropped(patient, box, crop_affine(patient.affine, box))
+    if proliferation == "field":
+        # fail here, not in calibrate, if the (cropped) mask cannot hold the modes; the basis
+        # is cached for calibrate and forecast
+        _cached_basis(patient.mask, patient.spacing, fprior)
     return Setup(
         patient, calib, tuple(free), fix, growth, dt, detection, box, float(ic_smoothing),
-        initial_state,
+        initial_state, proliferation, fprior,
     )  # fmt: skip
 
 
@@ -452,21 +688,39 @@ def _cropped(pt: SpatialPatient, box: tuple[slice, ...], affine: np.ndarray) -> 
     )  # fmt: skip
 
 
-def _hvp_rows(prob: _Problem) -> Callable[[Any, Any], Any]:
-    """Jitted ``(z, data) -> `` the first ``prob.n`` rows of the Hessian of the objective."""
+def _hvp_batch(prob: _Problem) -> Callable[[Any, Any, Any], Any]:
+    """Jitted ``(V, z, data) -> `` Hessian-vector products of the objective at `z` with the
+    rows of ``V`` (``(prob.n, n_all)``, forward-over-reverse).
+
+    One compiled function serves the Hessian rows of the parameters (``V`` = unit vectors) and
+    every conjugate-gradient iteration over the latent block (``V`` = zero parameter parts):
+    both use ``prob.n`` vectors, so XLA compiles the expensive second-order pass once, not
+    twice (it was 15 s and 17 s, cold, on a small 2D grid).
+    """
     grad = jax.grad(prob.neg_log_post)
 
-    def rows(z: Any, data: Any) -> Any:
+    def hvps(vs: Any, z: Any, data: Any) -> Any:
         def hvp(v: Any) -> Any:
             return jax.jvp(lambda x: grad(x, data), (z,), (v,))[1]
 
-        return jax.vmap(hvp)(jnp.eye(z.shape[0])[: prob.n])
+        return jax.vmap(hvp)(vs)
 
-    return jax.jit(rows)
+    return jax.jit(hvps)
+
+
+def _hvp_rows(
+    prob: _Problem, hvps: Callable[[Any, Any, Any], Any]
+) -> Callable[[Any, Any], np.ndarray]:
+    """``(z, data) -> `` the first ``prob.n`` rows of the Hessian of the objective."""
+
+    def rows(z: Any, data: Any) -> np.ndarray:
+        return np.asarray(hvps(jnp.eye(prob.n, z.shape[0]), z, data))
+
+    return rows
 
 
 def _marginal_hessian(
-    prob: _Problem, z: Any, data: Mapping[str, Any], hvp_rows: Callable[[Any, Any], Any]
+    prob: _Problem, z: Any, data: Mapping[str, Any], hvps: Callable[[Any, Any, Any], Any]
 ) -> tuple[Any, Any, float, int]:
     """Hessian of the negative log posterior marginal over the latent initial map (Laplace).
 
@@ -482,52 +736,53 @@ def _marginal_hessian(
         without latent offsets).
     """
     n, m = prob.n, prob.n_latent
-    rows = np.asarray(hvp_rows(z, data))  # (n, n + m)
+    rows = _hvp_rows(prob, hvps)(z, data)  # (n, n + m)
     a = 0.5 * (rows[:, :n] + rows[:, :n].T)
     if m == 0:
         return a, np.zeros((0, n)), 0.0, 0
     b = rows[:, n:]
-    gain, res, its = _cg_solver(prob)(jnp.asarray(b.T), z, data)
-    gain = np.asarray(gain)
+
+    def latent_block(p: np.ndarray) -> np.ndarray:  # C P for the n columns of P, (m, n)
+        vs = np.concatenate([np.zeros((n, n)), p.T], axis=1)
+        return np.asarray(hvps(jnp.asarray(vs), z, data))[:, n:].T
+
+    gain, res, its = _conjugate_gradients(latent_block, b.T)
     schur = a - b @ gain
-    return 0.5 * (schur + schur.T), gain, float(res), int(its)
+    return 0.5 * (schur + schur.T), gain, res, its
 
 
-def _cg_solver(prob: _Problem) -> Callable[[Any, Any, Any], Any]:
-    """Jitted ``(rhs, z, data) -> (X, residual, iterations)`` solving ``C X = rhs`` column by column by
-    conjugate gradients, ``C`` the latent block of the Hessian at `z` (relative tolerance 1e-6,
-    at most 100 iterations)."""
-    n = prob.n
-    grad = jax.grad(prob.neg_log_post)
+def _conjugate_gradients(
+    matvec: Callable[[np.ndarray], np.ndarray], rhs: np.ndarray, max_iter: int = 100
+) -> tuple[np.ndarray, float, int]:
+    """Solve ``C X = rhs`` column by column by conjugate gradients (``C`` symmetric positive
+    definite, given by `matvec` on all columns at once); stop when every column's squared
+    residual is below 1e-12 of its right-hand side's (relative residual 1e-6) or after
+    `max_iter` iterations.
 
-    def solve(rhs: Any, z: Any, data: Any) -> tuple[Any, Any, Any]:
-        def cmv(v: Any) -> Any:  # C v, one column
-            tangent = jnp.concatenate([jnp.zeros(n), v])
-            return jax.jvp(lambda x: grad(x, data), (z,), (tangent,))[1][n:]
-
-        def mv(x: Any) -> Any:
-            return jax.vmap(cmv, in_axes=1, out_axes=1)(x)
-
-        def body(state: Any) -> Any:
-            k, x, r, p, rr = state
-            q = mv(p)
-            alpha = rr / jnp.sum(p * q, axis=0)
-            x = x + alpha * p
-            r = r - alpha * q
-            rr_new = jnp.sum(r * r, axis=0)
-            return k + 1, x, r, r + (rr_new / rr) * p, rr_new
-
-        def cond(state: Any) -> Any:
-            k, _, _, _, rr = state
-            return (k < 100) & jnp.any(rr > 1e-12 * jnp.sum(rhs * rhs, axis=0))
-
-        rr0 = jnp.sum(rhs * rhs, axis=0)
-        k, x, r, _, _ = jax.lax.while_loop(cond, body, (0, jnp.zeros_like(rhs), rhs, rhs, rr0))
-        # recursive residual (an extra product would cost one more CG iteration)
-        res = jnp.max(jnp.linalg.norm(r, axis=0) / jnp.linalg.norm(rhs, axis=0))
-        return x, res, k
-
-    return jax.jit(solve)
+    Returns:
+        ``(X, residual, iterations)``: the solution, the largest relative residual (the CG
+        recursion's; an extra product would cost one more iteration) and the iterations.
+    """
+    x = np.zeros_like(rhs)
+    r = rhs.copy()
+    p = r.copy()
+    rr = np.sum(r * r, axis=0)
+    tol = 1e-12 * np.sum(rhs * rhs, axis=0)
+    k = 0
+    while k < max_iter and np.any(rr > tol):
+        q = matvec(p)
+        pq = np.sum(p * q, axis=0)
+        # a column already solved exactly (zero residual) stays put instead of turning NaN
+        alpha = np.divide(rr, pq, out=np.zeros_like(rr), where=pq != 0)
+        x = x + alpha * p
+        r = r - alpha * q
+        rr_new = np.sum(r * r, axis=0)
+        p = r + np.divide(rr_new, rr, out=np.zeros_like(rr), where=rr != 0) * p
+        rr = rr_new
+        k += 1
+    norm = np.linalg.norm(rhs, axis=0)
+    rel = np.divide(np.linalg.norm(r, axis=0), norm, out=np.zeros_like(norm), where=norm > 0)
+    return x, float(np.max(rel, initial=0.0)), k
 
 
 def calibrate(
@@ -535,7 +790,7 @@ def calibrate(
     *,
     n_draws: int = 200,
     seed: int = 0,
-    max_iter: int = 100,
+    max_iter: int | None = None,
     gtol: float = 1e-3,
     progress: Progress | None = None,
 ) -> SpatialPosterior:
@@ -545,7 +800,8 @@ def calibrate(
         setup: from :func:`prepare`.
         n_draws: posterior draws to keep.
         seed: seed of the draws.
-        max_iter: L-BFGS iterations at most.
+        max_iter: L-BFGS iterations at most, both stages together (default 100; 300 with a
+            proliferation field, whose modes add as many unknowns).
         gtol: stop when the gradient's max-norm (unconstrained scale) falls below this.
         progress: ``start(label, total) -> advance(n)`` callback.
 
@@ -559,6 +815,8 @@ def calibrate(
     import optax
 
     prob = _Problem(setup)
+    if max_iter is None:
+        max_iter = 300 if prob.n_field else 100
     if "D" not in setup.free:
         sp.check_stability(prob.op, setup.fixed["D"], setup.dt)
     start = progress or _no_progress
@@ -581,17 +839,29 @@ def calibrate(
         updates, state = opt.update(grad, state, w, value=value, grad=grad, value_fn=fun)
         return optax.apply_updates(w, updates), state, value, grad
 
-    hvp_rows = _hvp_rows(prob)
+    hvps = _hvp_batch(prob)
+    hvp_rows = _hvp_rows(prob, hvps)
     advance = start("calibrate (L-BFGS)", max_iter)
     gnorm, iterations, value = np.inf, 0, f0
     shift, scale = jnp.asarray(prob.prior_mu), jnp.eye(n)
     # stage 1: parameters only (initial map as observed); stage 2 (latent initial map): all,
     # with the parameters whitened by stage 1's Hessian, so that L-BFGS sees a well-conditioned
-    # problem (latent offsets have unit prior curvature, the parameters thousands)
-    for stage in (1, 2) if m else (1,):
+    # problem (latent offsets have unit prior curvature, the parameters thousands). With a
+    # proliferation field, a stage 0 first fits the scalars with the field at 0 (its columns of
+    # `scale` zeroed): from the prior median the field's modes and the scalars are badly scaled
+    # against each other and L-BFGS alone crawled (300 iterations without converging)
+    stages = (1, 2) if m else (1,)
+    if prob.n_field:
+        stages = (0, *stages)
+        keep = np.ones(n)
+        keep[prob.i_field : prob.i_field + prob.n_field] = 0.0
+        scale = jnp.diag(jnp.asarray(keep))
+    for stage in stages:
         on = jnp.asarray(float(stage == 2))
         w = jnp.zeros(n + m)
-        state = opt.init(w)
+        # strongly typed like the states that `step` returns: optax's initial state has weakly
+        # typed scalars, which made XLA compile `step` a second time (10 s cold)
+        state = jax.tree.map(lambda x: jnp.asarray(x, dtype=jnp.result_type(x)), opt.init(w))
         while iterations < max_iter:
             w, state, value, grad = step(w, state, data, shift, scale, on)
             iterations += 1
@@ -600,7 +870,7 @@ def calibrate(
             if gnorm < gtol:
                 break
         z = jnp.concatenate([shift + scale @ w[:n], on * w[n:]])
-        if stage == 1 and m:
+        if stage != stages[-1]:
             a = np.asarray(hvp_rows(z, data))[:, :n]
             ev, evec = np.linalg.eigh(0.5 * (a + a.T))
             floor = float(np.min(1.0 / prob.prior_sd**2))
@@ -608,7 +878,7 @@ def calibrate(
             gnorm = np.inf
     value = float(prob.neg_log_post(z, data))
     adv = start("Laplace (Hessian)", 1)
-    hess, gain, cg_res, cg_its = _marginal_hessian(prob, z, data, hvp_rows)
+    hess, gain, cg_res, cg_its = _marginal_hessian(prob, z, data, hvps)
     adv(1)
     eig, vec = np.linalg.eigh(hess)
     pd = bool(np.all(eig > 0))
@@ -620,13 +890,15 @@ def calibrate(
     zs = rng.multivariate_normal(z_map, cov, size=n_draws, method="cholesky")
     converged = gnorm < gtol and pd and cg_res < 1e-5
     names = (*setup.free, "sigma", "tail_ratio")
+    n_named = len(names)
     post = SpatialPosterior(
-        setup, names, z_map, cov, np.exp(zs), seed, converged,
+        setup, names, z_map, cov, np.exp(zs[:, :n_named]), seed, converged,
         {"iterations": iterations, "grad_max": gnorm, "neg_log_post": value,
          "hessian_eigenvalues": eig.tolist(), "optimizer": "optax.lbfgs (zoom line search)",
          "latent_voxels": prob.n_latent, "cg_relative_residual": cg_res,
-         "cg_iterations": cg_its},
-        latent_map=np.asarray(z)[prob.n :], latent_gain=gain,
+         "cg_iterations": cg_its, "proliferation": setup.proliferation,
+         "field_modes": prob.n_field},
+        latent_map=np.asarray(z)[prob.n :], latent_gain=gain, field_draws=zs[:, n_named:],
     )  # fmt: skip
     if not converged:
         warnings.warn(
@@ -713,7 +985,7 @@ def forecast(
     data = dict(prob.data, dose=jnp.asarray(np.where(pt.mask, pt.plans[plan].dose_map, 0.0)),
                 rt=jnp.asarray(forcing.rt_dose), ex=jnp.asarray(forcing.exposure))  # fmt: skip
     saves = [int(round((d - setup.t0) / setup.dt)) for d in days]
-    zs = post.full(np.log(post.draws[: n_draws or len(post.draws)]))
+    zs = post.full(post.unconstrained_draws()[: n_draws or len(post.draws)])
     run = jax.jit(jax.vmap(lambda z, data: prob.run(z, data, saves, False), in_axes=(0, None)))
     advance = (progress or _no_progress)(f"forecast ({plan})", len(zs))
     maps, totals = [], []

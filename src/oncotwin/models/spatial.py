@@ -3,12 +3,14 @@
 The tumour is a normalised cell density ``u(x, t) = N(x, t) / theta`` (fraction of the voxel's
 carrying capacity ``theta``) on the voxels of a 1D, 2D or 3D image, inside a tissue mask::
 
-    du/dt = div(D w(x) grad u) + rho g(u) - k_c E(t) u          (between treatments)
+    du/dt = div(D w(x) grad u) + rho(x) g(u) - k_c E(t) u       (between treatments)
     u(x, t_f+) = u(x, t_f-) exp(-alpha d(x) - beta d(x)^2)      (each RT fraction, d = dose map)
 
 with ``g(u) = u (1 - u)`` (logistic) or ``g(u) = -u ln u`` (Gompertz), ``w(x)`` the relative
 diffusivity of the tissue (1 in white matter, smaller in grey matter; Swanson 2000),
-``E(t)`` the dimensionless chemotherapy exposure and ``beta = alpha / (alpha/beta)``.
+``E(t)`` the dimensionless chemotherapy exposure and ``beta = alpha / (alpha/beta)``. The
+proliferation rate ``rho`` is one number or a map on the grid (a spatially varying rate, e.g. a
+calibrated proliferation field); every other parameter is a scalar.
 
 Discretisation (why each choice):
 
@@ -268,7 +270,9 @@ def simulate(
     Args:
         u0: initial normalised cell density on the grid (fraction of carrying capacity).
         params: ``D`` (mm^2/day), ``rho`` (1/day), ``alpha`` (1/Gy), ``alpha_beta`` (Gy),
-            ``k_chemo`` (1/day per unit exposure); scalars or JAX scalars.
+            ``k_chemo`` (1/day per unit exposure); scalars or JAX scalars, except ``rho``,
+            which may also be a map of the grid's shape (a spatially varying proliferation
+            rate, 1/day per voxel; its values outside the mask do not matter).
         op: the grid's :class:`Operator`.
         forcing: per-step RT dose and chemotherapy exposure (:func:`forcing`).
         save_steps: step indices (0..n_steps, increasing) whose state to return; step ``k``
@@ -279,7 +283,16 @@ def simulate(
     Returns:
         ``(maps, totals)``: states at `save_steps` (shape ``(len(save_steps),) + grid``) and
         the sum of ``u`` over the grid after each step (``(n_steps,)``, voxel units).
+
+    Raises:
+        ModelError: `save_steps` out of order or range, or a ``rho`` map of the wrong shape.
     """
+    rho_shape = tuple(jnp.shape(params["rho"]))
+    if rho_shape and rho_shape != tuple(jnp.shape(u0)):
+        # a (n,) rho would otherwise broadcast silently along the last axis of the grid
+        raise ModelError(
+            f"rho map shape {rho_shape} differs from the grid shape {tuple(jnp.shape(u0))}"
+        )
     saves = [int(s) for s in save_steps]
     if any(b < a for a, b in zip(saves, saves[1:], strict=False)) or (
         saves and (saves[0] < 0 or saves[-1] > forcing.n_steps)

@@ -76,6 +76,38 @@ def slices_figure(post: SpatialPosterior, fc: SpatialForecast) -> Figure:
     return fig
 
 
+def field_figure(post: SpatialPosterior) -> Figure:
+    """Calibrated proliferation field: posterior median of rho(x) and the ratio of its 90%
+    interval's bounds (upper / lower), on the axial slice with the most tumour at the first
+    calibration visit, with that visit's ROI contour."""
+    pt = post.setup.patient
+    med, lo, hi = post.rho_field()
+    first = pt.visits[post.setup.calib[0]]
+    k = _slice_index(first.roi) if first.roi.ndim == 3 else None
+    mask = _plane(pt.mask, k)
+    fig = _figure(7.5, 3.0)
+    axes = fig.subplots(1, 2)
+    from matplotlib.colors import LogNorm
+
+    # log colours for the ratio: near 1 in the tumour, up to the prior's ~5-15 far from it
+    panels = [
+        (med, "rho median, 1/day", "viridis", None),
+        (hi / lo, "90% interval upper/lower", "magma", LogNorm()),
+    ]
+    for ax, (img, title, cmap, norm) in zip(axes, panels, strict=True):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        shown = np.ma.masked_where(~mask, _plane(np.nan_to_num(img, nan=1.0), k)).T
+        im = ax.imshow(shown, origin="lower", cmap=cmap, norm=norm, interpolation="nearest")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        if _plane(first.roi, k).any():
+            ax.contour(
+                _plane(first.roi, k).T.astype(float), levels=[0.5], colors="white", linewidths=0.8
+            )
+        ax.set_title(title, fontsize=9)
+    return fig
+
+
 def totals_figure(post: SpatialPosterior, forecasts: Mapping[str, SpatialForecast]) -> Figure:
     """Total tumour cells over time: median and 90% band per plan, observed ROI counts."""
     pt = post.setup.patient
@@ -138,6 +170,21 @@ def spatial_report(
     body.append(
         _table(["parameter", "unit", "median", "90% interval", "truth"], rows, numeric=(2, 3, 4))
     )
+    if post.setup.proliferation == "field":
+        fp = post.setup.field_prior
+        med, lo, hi = post.rho_field()
+        roi = pt.visits[post.setup.calib[0]].roi & pt.mask
+        body.append("<h2>Proliferation field</h2><figure>")
+        body.append(_img(field_figure(post), "proliferation rate map with interval ratio"))
+        body.append(
+            f"<figcaption>rho(x) = rho0 exp(f(x)), f a smooth Gaussian field (prior sd "
+            f"{fmt_num(fp.sd)} on the log scale, range {fmt_num(fp.range_mm)} mm, "
+            f"{fp.modes} modes); Laplace posterior. In the first ROI the median rate spans "
+            f"{fmt_num(float(np.min(med[roi])))} – {fmt_num(float(np.max(med[roi])))} 1/day. "
+            "Where there is no tumour the field stays at its prior (wide intervals); white "
+            "contour: first calibration ROI. The parameter table's rho is rho0, the geometric "
+            "mean of rho(x) over the mask.</figcaption></figure>"
+        )
     body.append("<h2>Total tumour cells</h2><figure>")
     body.append(_img(totals_figure(post, forecasts), "total tumour cells per plan with 90% bands"))
     body.append("<figcaption>Filled circles: calibration visits; open squares: later visits "
