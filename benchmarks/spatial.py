@@ -5,7 +5,9 @@ Measured:
   30 RT fractions (2 Gy, Stupp schedule) and daily temozolomide-like exposure: warm time
   (median of repeats) and peak memory            target <= 5 s, <= 1 GB
 - gradient of a scalar loss of the final state w.r.t. (D, rho, alpha), reverse mode through the
-  checkpointed scan: warm time                    target <= 3x forward
+  scan with one stored state per step: warm time  target <= 3x forward; with the hand-written
+  adjoint of the RK4 step (``simulate(..., adjoint=True)``, the default) and, as the baseline in
+  the same run, with autodiff of the checkpointed step (``adjoint=False``, the previous method)
 - the same scheme in plain NumPy (same arrays, same float64 arithmetic): time of `--numpy-steps`
   steps, scaled to 540 (the scheme costs the same every step)
 - calibration with uncertainty (L-BFGS MAP + Laplace + 100-draw forecast) on the shipped 3D
@@ -278,25 +280,46 @@ def main() -> None:
     )
 
     target = jnp.asarray(np.asarray(maps[0]) * 0.9)
-
-    def loss(theta: Any) -> Any:
-        p = dict(pj, D=theta[0], rho=theta[1], alpha=theta[2])
-        m, _ = sp.simulate(u0j, p, op, forcing, [N_STEPS], checkpoint=True)
-        return jnp.sum((m[0] - target) ** 2)
-
-    grad = jax.jit(jax.grad(loss))
     th = jnp.asarray([PARAMS["D"], PARAMS["rho"], PARAMS["alpha"]])
-    t = time.perf_counter()
-    g = jax.block_until_ready(grad(th))
-    gcold = time.perf_counter() - t
-    gwarm = timed(lambda: jax.block_until_ready(grad(th)), args.repeats)
-    dpk = device_peak_mb()
+    # hand-written adjoint of the RK4 step (the default) and, as the baseline in the same run,
+    # autodiff of the checkpointed step (the previous method)
+    methods = {"hand-written adjoint": True, "autodiff baseline": False}
+    grads, cold_g, fns = {}, {}, {}
+    for label, adjoint in methods.items():
+
+        def loss(theta: Any, adjoint: bool = adjoint) -> Any:
+            p = dict(pj, D=theta[0], rho=theta[1], alpha=theta[2])
+            m, _ = sp.simulate(u0j, p, op, forcing, [N_STEPS], checkpoint=True, adjoint=adjoint)
+            return jnp.sum((m[0] - target) ** 2)
+
+        fns[label] = jax.jit(jax.grad(loss))
+        t = time.perf_counter()
+        grads[label] = np.asarray(jax.block_until_ready(fns[label](th)))
+        cold_g[label] = time.perf_counter() - t
+        dpk = device_peak_mb()
+        print(f"gradient ({label}): first call {cold_g[label]:.1f} s incl. compile; process "
+              f"peak RSS so far {peak_rss_mb():.0f} MB"
+              + (f"; device peak {dpk:.0f} MB" if dpk is not None else ""))  # fmt: skip
+    # interleaved rounds (forward, then each gradient): on a shared machine the load drifts,
+    # and a ratio of two times taken seconds apart is fairer than one of separate medians
+    times: dict[str, list[float]] = {k: [] for k in ("forward", *methods)}
+    for _ in range(args.repeats):
+        times["forward"].append(timed(lambda: jax.block_until_ready(fwd(u0j, pj)), 1))
+        for label, fn in fns.items():
+            times[label].append(timed(lambda fn=fn: jax.block_until_ready(fn(th)), 1))
+    fmed = statistics.median(times["forward"])
+    for label in methods:
+        ratios = [g / f for g, f in zip(times[label], times["forward"], strict=True)]
+        print(
+            f"gradient ({label}, one stored state per step): warm {statistics.median(times[label]):.2f} s"
+            f" = {statistics.median(ratios):.2f} x forward (median of {args.repeats} interleaved "
+            f"rounds; per round {', '.join(f'{r:.2f}' for r in ratios)}; forward {fmed:.2f} s); "
+            f"grad = {grads[label]}"
+        )
+    a, b = grads.values()
     print(
-        f"gradient (reverse mode, checkpointed steps): warm {gwarm:.2f} s = {gwarm / warm:.2f} x "
-        f"forward (cold {gcold:.1f} s); grad = {np.asarray(g)}"
+        f"hand adjoint vs autodiff: max relative difference {np.max(np.abs(a - b) / np.abs(b)):.1e}"
     )
-    print(f"gradient memory: process peak RSS {peak_rss_mb():.0f} MB"
-          + (f"; device peak {dpk:.0f} MB" if dpk is not None else ""))  # fmt: skip
 
     n = max(1, min(args.numpy_steps, N_STEPS))
     t = time.perf_counter()
