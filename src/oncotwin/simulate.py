@@ -8,10 +8,11 @@ Two ODE paths. Adaptive Tsit5 (diffrax) for models that declare nothing. Fixed-s
 models that declare ``fixed_step`` (mechanistic response models: Friberg, Zhang, Kuznetsov):
 a ``lax.scan`` over a grid made of the save times, every jump of the exposure (doses, infusion
 ends, switches) and evenly spaced times, with a fixed number of RK4 steps in each interval (the
-model's ``rk4_grid``, chosen for its fastest rates over its usual horizons). Exposure is smooth inside each interval, so the scheme keeps its 4th order; the grid
-has a static size, so the solve compiles in seconds and has exact derivatives of any order
-(calibration differentiates twice through it for the Laplace Hessian, which through diffrax's
-adaptive loop took minutes to compile).
+model's ``rk4_grid``, chosen for its fastest rates over its usual horizons). Exposure is smooth
+inside each interval, so the scheme keeps its 4th order; the grid has a static size, so the
+solve compiles in seconds and has exact derivatives of any order (calibration differentiates
+twice through it for the Laplace Hessian, which through diffrax's adaptive loop took minutes to
+compile).
 """
 
 from __future__ import annotations

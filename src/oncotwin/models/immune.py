@@ -494,7 +494,8 @@ kuznetsov_immune = TumourModel(
             100.0,
             1.5,
             "tumour cells at t0",
-            "assumption: between the dormant (8.2) and escaped (447) equilibria of the published parameters",
+            "assumption: between the dormant (8.2) and escaped (447) equilibria of the "
+            "published parameters",
         ),
         ParamSpec(
             "effectors",
