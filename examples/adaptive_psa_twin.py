@@ -56,8 +56,8 @@ def main() -> None:
     print(f"PSA on days {visits.astype(int).tolist()}: {np.round(psa, 1).tolist()} ng/mL")
     rule = parse_regimen(RULE).rules
     times = np.arange(visits[-1], visits[-1] + 365.0 * args.years, 7.0)
-    plans = {"continuous": twin.forecast(times, seed=args.seed),
-             "adaptive": twin.forecast(times, rules=rule, seed=args.seed)}  # fmt: skip
+    plans = {"continuous": twin.forecast(times, seed=args.seed, n_draws=1000),
+             "adaptive": twin.forecast(times, rules=rule, seed=args.seed, n_draws=1000)}  # fmt: skip
     baseline = psa[0]
     for name, fc in plans.items():
         days = progression_day(times, fc.latent, baseline)
