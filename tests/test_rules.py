@@ -42,10 +42,9 @@ def _draws_of(model_name: str, params: dict, kind: str, ref: float, rule: Thresh
     z = jnp.concatenate([model.unconstrain(params, ref), jnp.log(jnp.array([0.1]))])[None]
     visits = decision_times(0.0, end, check_every)
     tau = np.linspace(0.0, end, 101)
-    latent, _, on = forecast_draws(
-        make_spec(model, err, plan), z, arrays, jnp.asarray(tau), jax.random.PRNGKey(0), rule,
-        visits, start_on,
-    )  # fmt: skip
+    latent, on = forecast_draws(
+        make_spec(model, err, plan), z, arrays, jnp.asarray(tau), rule, visits, start_on
+    )
     return tau, visits, latent[0], on[0], plan
 
 

@@ -145,32 +145,28 @@ def forecast_draws(
     z: Any,
     data: SubjectArrays,
     tau: Any,
-    key: Any,
     rule: ThresholdRule,
     visits_tau: np.ndarray,
     start_on: bool,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Model values, noisy measurements and treatment states of each draw under `rule`.
+) -> tuple[Any, np.ndarray]:
+    """Model values and treatment states of each draw under `rule`.
 
     Args:
         spec: the statistical model.
         z: unconstrained posterior draws, (n_draws, n_params).
         data: the subject's arrays with the plan from :func:`rule_plan`.
         tau: forecast times since t0, days.
-        key: JAX random key of the measurement noise.
         rule: the threshold rule.
         visits_tau: decision visits since t0, days.
         start_on: whether the agent is on at the forecast start.
 
     Returns:
-        ``(latent, measured, on)``: (n_draws, n_times) twice, and (n_draws, n_visits) booleans,
-        the treatment state decided at each visit.
+        ``(latent, on)``: model values (n_draws, n_times), and the treatment state decided at
+        each visit, (n_draws, n_visits) booleans.
     """
     restart = np.inf if rule.restart_above is None else rule.restart_above
     levels = jnp.asarray([rule.stop_below, restart])
     latent, states = _rule_fn(spec, rule.relative_to == "baseline")(
         z, data, jnp.asarray(visits_tau), levels, jnp.asarray(start_on), jnp.asarray(tau)
     )
-    _, err = spec.constrain(z, data.ref)
-    measured = spec.error.sample(key, latent, {k: v[:, None] for k, v in err.items()})
-    return np.asarray(latent), np.asarray(measured), np.asarray(states)
+    return latent, np.asarray(states)

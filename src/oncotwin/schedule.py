@@ -65,7 +65,7 @@ class ExposureArrays(NamedTuple):
     dose_rate_k: Any  # elimination rate of the effect compartment, 1/day
     switch_time: Any
     switch_delta: Any  # +1 switched on, -1 switched off, 0 padding
-    dose_gy: Any = None  # absorbed dose of radiotherapy fractions (unit "Gy"), else 0
+    dose_gy: Any  # absorbed dose of radiotherapy fractions (unit "Gy"), else 0
 
 
 @dataclass(frozen=True)
@@ -362,11 +362,7 @@ class ScheduleIntegrals:
     @property
     def fractions(self) -> tuple[Any, Any]:
         """(times since t0 in days, doses in Gy) of every dose slot; 0 Gy for other doses."""
-        import jax.numpy as jnp
-
-        gy = self.arrays.dose_gy
-        gy = jnp.zeros_like(self.arrays.dose_time) if gy is None else gy
-        return self.arrays.dose_time - self.t0, gy
+        return self.arrays.dose_time - self.t0, self.arrays.dose_gy
 
 
 def _integral_of_decay(rate: Any, length: Any) -> Any:

@@ -16,7 +16,7 @@ from ._jax import jax, jnp
 from .errors import ModelError
 from .inference.calibrate import calibrate_subjects
 from .inference.posterior import Posterior
-from .inference.problem import Spec, SubjectArrays, SubjectData, make_spec, predict
+from .inference.problem import Spec, SubjectArrays, SubjectData, make_spec, measure, predict
 from .models import get_model
 from .observe import get_error_model
 from .regimen import ThresholdRule
@@ -90,9 +90,7 @@ def _predict_fn(spec: Spec) -> Any:
 
     def run(z: Any, data: SubjectArrays, tau: Any, key: Any) -> tuple[Any, Any]:
         latent = jax.vmap(lambda zz: predict(spec, zz, data, tau))(z)
-        _, err = spec.constrain(z, data.ref)
-        err = {k: v[:, None] for k, v in err.items()}
-        return latent, spec.error.sample(key, latent, err)
+        return latent, measure(spec, z, data.ref, latent, key)
 
     return jax.jit(run)
 
@@ -211,9 +209,8 @@ class DigitalTwin:
             if rule is None:
                 lat, obs = _predict_fn(spec)(zs, arrays, tau, k)
             else:
-                lat, obs, on = forecast_draws(
-                    spec, zs, arrays, tau, k, rule, visits - sub.t0, start_on
-                )
+                lat, on = forecast_draws(spec, zs, arrays, tau, rule, visits - sub.t0, start_on)
+                obs = measure(spec, zs, arrays.ref, lat, k)
                 states.append(on)
             latents.append(np.asarray(lat))
             noisy.append(np.asarray(obs))

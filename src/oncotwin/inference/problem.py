@@ -165,6 +165,12 @@ def predict(spec: Spec, z: Any, data: SubjectArrays, tau: Any) -> Any:
     return jnp.where(ok, values, jnp.nan)
 
 
+def measure(spec: Spec, z: Any, ref: Any, latent: Any, key: Any) -> Any:
+    """Simulated measurements of model values `latent` (n_draws, n_times) for draws `z`."""
+    _, err = spec.constrain(z, ref)
+    return spec.error.sample(key, latent, {k: v[:, None] for k, v in err.items()})
+
+
 def pointwise_loglik(spec: Spec, z: Any, data: SubjectArrays) -> Any:
     """Log-likelihood of each (padded) observation; padding contributes 0, failures -inf."""
     _, err = spec.constrain(z, data.ref)
