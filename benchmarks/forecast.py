@@ -23,7 +23,10 @@ Methods, all on the same histories and targets, in one run:
   re-implementation of Vaghi et al., PLoS Comput Biol 2020 (population fit on the reference
   cohort, Bayesian MAP + Laplace for the individual); on the Vaghi sets it uses the known
   injection volume at day 0, as the published method did (marked "V(0) known").
-- oncotwin predict, through the CLI; with --reference also `oncotwin predict --reference`.
+- oncotwin predict, through the CLI; with --reference also `oncotwin predict --reference`;
+  with --pool also `oncotwin predict --pool` (all subjects' histories fitted jointly in one
+  population model) and, with both, `--reference --pool` (the reference cohort's complete data
+  and the subjects' histories fitted jointly).
   Reference cohorts are 2-fold: the subjects are split in two halves (alternate ids) and each
   half's complete data is the reference for the other half.
 
@@ -36,6 +39,7 @@ Usage:
                                   [--datasets lung,breast,breast-fluo,colorectal]
                                   [--protocol last3,first3]
                                   [--reference]   # also the Vaghi baseline and predict --reference
+                                  [--pool]        # also predict --pool (and --reference --pool)
 Defaults: --method nuts --model auto --datasets lung,breast --protocol last3.
 Quick run: --method laplace --model gompertz --datasets lung --protocol last3,first3 --reference
 """
@@ -93,7 +97,7 @@ def split(name: str, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_predict(history: pd.DataFrame, targets: pd.DataFrame, args: argparse.Namespace,
-                reference: pd.DataFrame | None = None) -> pd.DataFrame:  # fmt: skip
+                reference: pd.DataFrame | None = None, pool: bool = False) -> pd.DataFrame:  # fmt: skip
     """Run the `oncotwin predict` CLI; returns its output table."""
     with tempfile.TemporaryDirectory() as tmp:
         h, t, p = Path(tmp, "H.csv"), Path(tmp, "T.csv"), Path(tmp, "P.csv")
@@ -105,6 +109,8 @@ def run_predict(history: pd.DataFrame, targets: pd.DataFrame, args: argparse.Nam
             r = Path(tmp, "R.csv")
             reference.to_csv(r, index=False)
             cmd += ["--reference", str(r)]
+        if pool:
+            cmd += ["--pool"]
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
         return pd.read_csv(p, dtype={"id": str})  # ids such as "14" stay strings
 
@@ -201,14 +207,23 @@ def run_methods(name: str, protocol: str, args: argparse.Namespace) -> tuple[pd.
     def predict_ref(h: pd.DataFrame, t: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
         return run_predict(h, t, args, reference=r)
 
+    def predict_ref_pool(h: pd.DataFrame, t: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
+        return run_predict(h, t, args, reference=r, pool=True)
+
     methods = {"curve_fit baseline": lambda: baseline(history, truth)}
     if args.reference:
         label = "Vaghi pop. reduced Gompertz" + (", V(0) known" if injection else "")
         methods[label] = lambda: two_fold(history, truth, full, vaghi)
     methods["oncotwin predict"] = lambda: run_predict(history, truth, args)
+    if args.pool:
+        methods["oncotwin predict --pool"] = lambda: run_predict(history, truth, args, pool=True)
     if args.reference:
         methods["oncotwin predict --reference"] = lambda: two_fold(
             history, truth, full, predict_ref
+        )
+    if args.reference and args.pool:
+        methods["oncotwin predict --reference --pool"] = lambda: two_fold(
+            history, truth, full, predict_ref_pool
         )
     return truth, [(label, *timed(fn)) for label, fn in methods.items()]
 
@@ -223,6 +238,9 @@ def main() -> None:
     parser.add_argument("--protocol", default="last3", help="last3, first3 or last3,first3")
     parser.add_argument(
         "--reference", action="store_true", help="also run with a 2-fold reference cohort"
+    )
+    parser.add_argument(
+        "--pool", action="store_true", help="also run `oncotwin predict --pool` (joint population)"
     )
     args = parser.parse_args()
     print(f"oncotwin predict --model {args.model} --method {args.method}; "

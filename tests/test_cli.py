@@ -97,6 +97,20 @@ def test_predict_contract(lung_split: dict[str, Path]) -> None:
     assert np.all(np.abs(np.log(truth["median"] / truth["dv"])) < np.log(2))
 
 
+def test_predict_pool_fits_the_subjects_jointly(lung_split: dict[str, Path]) -> None:
+    """--pool: one population fitted to the three histories; forecasts keep the contract and,
+    for these mice 1-4 days ahead, stay within a factor 2 of what was observed."""
+    out = lung_split["dir"] / "P-pool.csv"
+    code, text = run("predict", "--history", str(lung_split["H"]), "--targets", str(lung_split["T"]),
+                     "--out", str(out), "--model", "exponential", "--pool")  # fmt: skip
+    assert code == 0, text
+    pred = pd.read_csv(out)
+    pd.testing.assert_frame_equal(pred[["id", "time"]], pd.read_csv(lung_split["T"]))
+    assert np.all(pred["lo"] < pred["median"]) and np.all(pred["median"] < pred["hi"])
+    truth = pd.read_csv(lung_split["truth"]).merge(pred, on=["id", "time"])
+    assert np.all(np.abs(np.log(truth["median"] / truth["dv"])) < np.log(2))
+
+
 def test_predict_follows_planned_treatment(tmp_path: Path) -> None:
     """Treatment rows after the last observation are the plan: more drug, smaller tumour."""
     rows = [

@@ -96,6 +96,13 @@ def predict(
     reference: Annotated[
         Path | None, typer.Option(help="Reference cohort with complete data, used only for priors.")
     ] = None,
+    pool: Annotated[
+        bool,
+        typer.Option(
+            help="Calibrate all subjects (and the reference cohort) jointly in one population "
+            "model, so each borrows strength from the others."
+        ),
+    ] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     method: Annotated[
         str, typer.Option(help="Calibration: 'nuts' (default) or 'laplace' (fast).")
@@ -121,8 +128,9 @@ def predict(
             tgt["time"] = tgt["time"] * time_factor(time_unit)
         ref = read_events(reference, time_unit=time_unit) if reference else None
         with progress_bars() as progress:
-            result = run_predict(hist, tgt, model=model, level=level, reference=ref, seed=seed, method=method,
-                                 progress=progress, targets_source=str(targets))  # fmt: skip
+            result = run_predict(hist, tgt, model=model, level=level, reference=ref, pool=pool,
+                                 seed=seed, method=method, progress=progress,
+                                 targets_source=str(targets))  # fmt: skip
     table = result.table
     if time_unit != "day":
         from .units import time_factor
@@ -404,13 +412,16 @@ def _show_population(rec: Any, as_json: bool) -> None:
         t = s["typical"]
         om = s.get("omega")
         spread = f"{om[0]:.3g} ({om[1]:.3g}–{om[2]:.3g})" if om else "shared"
+        if s.get("pooled") is False:
+            spread = "not pooled (each patient's own)"
         unit = s.get("unit", "")
         table.add_row(pname, f"{t[0]:.4g} ({t[1]:.4g}–{t[2]:.4g}) {unit}", spread)
     con.print(table)
-    names = [n for n, s in r["summary"].items() if "omega" in s]
+    names = list(r["names"][: len(r["correlation"])])  # model parameters, in order
+    pooled = [i for i, n in enumerate(names) if "omega" in r["summary"][n]]
     corr = r["correlation"]
     con.print("random-effect correlation: " + "; ".join(
-        f"{names[i]}-{names[j]} {corr[i][j]:+.2f}" for i in range(len(names)) for j in range(i)
+        f"{names[i]}-{names[j]} {corr[i][j]:+.2f}" for i in pooled for j in pooled if j < i
     ))  # fmt: skip
 
 

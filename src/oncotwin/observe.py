@@ -42,7 +42,8 @@ class ErrorModel:
             y: observed values (the detection limit where `censored`).
             f: model predictions at the same times (same units).
             theta: error parameters by name.
-            censored: boolean array, True for values below the detection limit.
+            censored: boolean array, True for values below the detection limit; None when no
+                value is censored.
         """
         if self.name == "proportional":
             sd = theta["sigma"]
@@ -54,6 +55,8 @@ class ErrorModel:
             sd = jnp.sqrt(theta["sigma_add"] ** 2 + (theta["sigma"] * f) ** 2)
             z = (y - f) / sd
             point = jax.scipy.stats.norm.logpdf(z) - jnp.log(sd)
+        if censored is None:
+            return point
         return jnp.where(censored, jax.scipy.stats.norm.logcdf(z), point)
 
     def sample(self, key: Any, f: Any, theta: dict[str, Any]) -> Any:

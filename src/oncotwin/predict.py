@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import ConvergenceWarning, DataError, ModelError
 from .inference.calibrate import calibrate_subjects, subjects_from
 from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
-from .inference.population import fit_population
+from .inference.population import fit_population, subject_posteriors
 from .inference.posterior import Posterior
 from .inference.priors import Prior
 from .inference.problem import SubjectData
@@ -105,6 +105,23 @@ def population_priors(
     return priors
 
 
+def pooled_posteriors(
+    model: str, reference: Sequence[SubjectData], subjects: Sequence[SubjectData], seed: int
+) -> list[Posterior]:
+    """Each subject's posterior from one population model fitted jointly to the reference
+    cohort's data and every subject's history (see :func:`subject_posteriors`)."""
+    # Reference subjects are renamed so that an id in both files names two subjects.
+    cohort = [dataclasses.replace(s, id=f"reference:{s.id}") for s in reference]
+    cohort += subjects
+    covariates = {s.id: baseline_size(s) for s in cohort}
+    with warnings.catch_warnings():
+        # each posterior repeats a failed diagnosis of its own draws in its forecasts
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        pop = fit_population(model, cohort, covariates=covariates, seed=seed,
+                             source="pooled population", **POPULATION_SAMPLER)  # fmt: skip
+        return subject_posteriors(pop, subjects, covariates, seed=seed)
+
+
 def candidates_for(subjects: Sequence[SubjectData]) -> tuple[str, ...]:
     """Candidate models for `model="auto"`: growth models, or treatment models if treated."""
     treated = any(not s.schedule.is_empty for s in subjects)
@@ -118,6 +135,7 @@ def predict(
     model: str = "auto",
     level: float = 0.9,
     reference: Any | None = None,
+    pool: bool = False,
     seed: int = 0,
     method: str = "nuts",
     candidates: Sequence[str] | None = None,
@@ -133,6 +151,9 @@ def predict(
         model: a model name, or "auto" to compare candidates by PSIS-LOO and stack them.
         level: central prediction interval level, in (0, 1).
         reference: optional PatientData of a reference cohort, used only to build priors.
+        pool: calibrate all subjects jointly, with the reference cohort if given, in one
+            population (mixed-effects) model fitted by NUTS, so that each subject borrows
+            strength from the others (`method` then does not apply).
         seed: random seed (calibration and forecast draws).
         method: "nuts" or "laplace" for the final calibration. With "auto", candidates are
             screened by Laplace (PSIS-LOO on importance-resampled Laplace draws) and the
@@ -162,8 +183,16 @@ def predict(
     ref_subjects = subjects_from(reference) if reference is not None else None
 
     priors: dict[str, list[Prior]] = {}
+    pooled: dict[str, list[Posterior]] = {}
 
     def fit(name: str, how: str) -> list[Posterior]:
+        if pool:
+            if name not in pooled:
+                tick = progress(f"{name} (pooled population)", 1) if progress else None
+                pooled[name] = pooled_posteriors(name, ref_subjects or [], subjects, seed)
+                if tick:
+                    tick(1)
+            return pooled[name]
         if ref_subjects and name not in priors:
             priors[name] = population_priors(name, ref_subjects, subjects, seed)
         prior = priors.get(name)

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from oncotwin.errors import CalibrationError, ModelError
-from oncotwin.inference.population import fit_population, population_from_arrays
+from oncotwin.inference.population import (
+    fit_population,
+    population_from_arrays,
+    subject_posteriors,
+)
 from oncotwin.inference.problem import SubjectData
 from oncotwin.schedule import Schedule
 
@@ -38,13 +42,15 @@ def cohort(n: int = 24, seed: int = 0) -> tuple[list[SubjectData], np.ndarray]:
 @pytest.fixture(scope="module")
 def population():
     subjects, _ = cohort()
-    return fit_population("exponential", subjects, seed=1, chains=2, draws=500, warmup=500)
+    # 4 chains: with 2 chains of 500 draws R-hat itself is too noisy for the 1.01 bar (seeds
+    # 1-4: 3 of 4 fits failed it with 2 chains, none with 4).
+    return fit_population("exponential", subjects, seed=1, chains=4, draws=500, warmup=500)
 
 
 def test_population_recovers_known_parameters(population):
     """Typical growth rate, between-subject SD of the rate and the noise SD lie inside their
-    posterior 90% intervals (the v0 random effect is relative to each subject's first noisy
-    observation, so its typical value is 1 up to noise: also checked)."""
+    posterior 90% intervals. v0, relative to each subject's first noisy observation, is not a
+    random effect: it keeps its default prior (median 1, no between-subject SD)."""
     pop = population
     assert pop.diagnostics.ok, pop.diagnostics.problems()
     summary = pop.summary()
@@ -54,9 +60,10 @@ def test_population_recovers_known_parameters(population):
     assert lo < OMEGA[1] < hi
     _, lo, hi = summary["sigma"]["typical"]
     assert lo < 0.1 < hi
-    _, lo, hi = summary["v0"]["typical"]
-    assert lo < 1.0 < hi
-    assert pop.z_subjects.shape == (1000, 24, 2)
+    assert summary["v0"]["pooled"] is False and "omega" not in summary["v0"]
+    assert summary["v0"]["typical"] == [1.0, 1.0, 1.0]
+    assert pop.unpooled == ("v0",) and pop.settings["centred"] == ["a"]
+    assert pop.z_subjects.shape == (2000, 24, 2)
 
 
 def test_prior_for_a_new_subject_is_the_population_predictive(population):
@@ -69,6 +76,30 @@ def test_prior_for_a_new_subject_is_the_population_predictive(population):
     assert abs(prior.scale[1] / expected_sd - 1.0) < 0.05
     # error parameter independent of the random effects
     assert prior.cov[2, 0] == prior.cov[2, 1] == 0.0
+
+
+def test_subject_posteriors_from_the_joint_fit_recover_each_subject(population):
+    """Each subject's posterior read off the joint fit covers its true growth rate with its 90%
+    interval for most of the 24 subjects (21.6 expected; 18 or fewer has probability 0.03 under
+    the binomial), and carries its own draws, log-likelihoods and diagnostics."""
+    subjects, eta = cohort()
+    posts = subject_posteriors(population, subjects)
+    true_a = TYPICAL_A * np.exp(eta[:, 1])
+    covered = [
+        p.summary()["a"]["lo"] < a < p.summary()["a"]["hi"]
+        for p, a in zip(posts, true_a, strict=True)
+    ]
+    assert sum(covered) >= 19, sum(covered)
+    first = posts[0]
+    assert first.z.shape == (4, 500, 3) and first.log_lik.shape == (4, 500, len(TIMES))
+    assert first.diagnostics.method == "nuts" and np.isfinite(first.diagnostics.rhat_max)
+    assert first.prior.names == ("v0", "a", "sigma") and first.method == "population-nuts"
+    # the subject's draws are the joint fit's: mean log-rate equals z_subjects' mean
+    assert first.flat_z()[:, 1].mean() == pytest.approx(population.z_subjects[:, 0, 1].mean())
+    other = SubjectData("new", TIMES, np.ones(len(TIMES)), np.zeros(len(TIMES), bool),
+                        Schedule(), "volume", "mm3")  # fmt: skip
+    with pytest.raises(ModelError, match="not part of the population fit"):
+        subject_posteriors(population, [other])
 
 
 def test_population_round_trips_through_its_arrays(population):

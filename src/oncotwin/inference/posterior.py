@@ -82,6 +82,23 @@ class Diagnostics:
     def ok(self) -> bool:
         return not self.problems()
 
+    @classmethod
+    def from_chains(cls, z: np.ndarray, divergences: int = 0) -> Diagnostics:
+        """NUTS diagnostics of draws `z` (chains, draws, k): worst R-hat and ESS over the k."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            import arviz as az
+        z = np.asarray(z).reshape(z.shape[0], z.shape[1], -1)
+        columns = range(z.shape[-1])
+        return cls(
+            "nuts",
+            rhat_max=max(float(az.rhat(z[..., i])) for i in columns),
+            ess_bulk_min=min(float(az.ess(z[..., i], method="bulk")) for i in columns),
+            ess_tail_min=min(float(az.ess(z[..., i], method="tail")) for i in columns),
+            divergences=divergences,
+            chains=z.shape[0],
+        )
+
     def to_dict(self) -> dict[str, Any]:
         d = {
             k: (None if isinstance(v, float) and not np.isfinite(v) else v)

@@ -674,6 +674,8 @@ def _parameters_section(pop: Population) -> str:
             spread = f"{fmt_num(om[0])} ({fmt_interval(om[1], om[2])}) on the {scale} scale"
             if not p.logistic:
                 spread += f"; typical factor ×{fmt_num(np.exp(om[0]), 3)}"
+        elif q.get("pooled") is False:
+            spread = "not pooled: each patient's own, with its default prior"
         else:
             spread = "shared by the cohort"
         rows.append(
@@ -697,12 +699,13 @@ def _parameters_section(pop: Population) -> str:
             numeric=(3, 4),
         )
     )  # fmt: skip
-    names = list(m.param_names)
+    pooled = [i for i, n in enumerate(m.param_names) if n not in pop.unpooled]
+    names = [m.param_names[i] for i in pooled]
     if len(names) > 1:
         corr = pop.correlation()
         crow = [
-            [f"<code>{_e(a)}</code>"] + [_e(fmt_num(corr[i, j], 2)) for j in range(len(names))]
-            for i, a in enumerate(names)
+            [f"<code>{_e(m.param_names[i])}</code>"] + [_e(fmt_num(corr[i, j], 2)) for j in pooled]
+            for i in pooled
         ]
         parts.append(
             _table(
