@@ -280,7 +280,7 @@ def _laplace_all(
     keys = [jax.random.fold_in(base_key, i) for i in range(len(subjects))]
     groups: dict[Any, list[int]] = {}
     for i, s in enumerate(subjects):
-        spec = make_spec(m, err, s.schedule, solver)
+        spec = make_spec(m, err, s.schedule, solver, censoring=bool(s.censored.any()))
         shape = (
             bucket(len(s.times)),
             bucket(len(s.schedule.doses), 1),
