@@ -7,6 +7,7 @@
 - calibrating 1,000 subjects with a population prior, batched Laplace  [<= 60 s]
 - `oncotwin predict` on the 66-subject breast file, end to end, cold process and cold JAX
   cache                                                              [<= 30 s]
+  (also with --pool, and in a new process whose persistent compile cache a previous run filled)
 
 Usage: python benchmarks/population.py [--skip-nuts]
 """
@@ -99,14 +100,24 @@ def main() -> None:
         h, t, o = Path(tmp, "H.csv"), Path(tmp, "T.csv"), Path(tmp, "P.csv")
         ev.drop(held.index).to_csv(h, index=False)
         held[["id", "time"]].to_csv(t, index=False)
-        env = {**os.environ, "ONCOTWIN_JAX_CACHE": ""}
-        for method in ("laplace", "nuts"):
+        cold = {**os.environ, "ONCOTWIN_JAX_CACHE": ""}
+        cached = {**os.environ, "ONCOTWIN_JAX_CACHE": str(Path(tmp, "jax-cache"))}
+        runs = [
+            ("laplace", [], cold, "cold"),
+            ("nuts", [], cold, "cold"),
+            ("nuts", ["--pool"], cold, "--pool, cold"),
+            ("nuts", [], cached, None),  # fills the persistent compile cache
+            ("nuts", [], cached, "new process, compile cache filled by a previous run"),
+        ]
+        for method, extra, env, label in runs:
             cmd = [sys.executable, "-m", "oncotwin.cli", "predict", "--history", str(h),
-                   "--targets", str(t), "--out", str(o), "--model", "gompertz", "--method", method]  # fmt: skip
-            _, secs = timed(lambda cmd=cmd: subprocess.run(cmd, check=True, env=env,
-                                                           capture_output=True))  # fmt: skip
-            rows.append((f"oncotwin predict, 66 subjects, {method} (cold)", secs, 30.0))
-        pd.read_csv(o)  # the output exists and parses
+                   "--targets", str(t), "--out", str(o), "--model", "gompertz", "--method", method,
+                   *extra]  # fmt: skip
+            _, secs = timed(lambda cmd=cmd, env=env: subprocess.run(cmd, check=True, env=env,
+                                                                    capture_output=True))  # fmt: skip
+            if label:
+                rows.append((f"oncotwin predict, 66 subjects, {method} ({label})", secs, 30.0))
+            pd.read_csv(o)  # the output exists and parses
 
     print(f"{'measurement':<62}{'seconds':>10}{'target':>9}")
     for label, secs, target in rows:
