@@ -1,13 +1,14 @@
 """Population (nonlinear mixed-effects) models: what a cohort knows about a new patient.
 
 Each subject's unconstrained model parameters are a draw from the population (Lindstrom MJ,
-Bates DM. Biometrics 1990;46:673-687), written non-centred for NUTS (Betancourt M, Girolami M.
-arXiv:1312.0906):
+Bates DM. Biometrics 1990;46:673-687):
 
     z_i = mu + beta^T x_i + diag(omega) L eta_i,   eta_i ~ N(0, I)
 
-with log-normal random effects on every model parameter (size parameters relative to each
-subject's reference size, so cohorts in different units pool), a full correlation matrix
+sampled non-centred (Betancourt M, Girolami M. arXiv:1312.0906) or centred per parameter (see
+:class:`_Layout`), with log-normal random effects on every model parameter but the size at the
+reference time (see UNPOOLED; other size parameters are relative to each subject's reference
+size, so cohorts in different units pool), a full correlation matrix
 (Cholesky factor L, LKJ(2) prior: Lewandowski D et al. J Multivar Anal 2009;100:1989-2001),
 fixed effects beta for covariates x_i (centred and scaled), and residual-error parameters shared
 by the cohort. Censoring and the error model are those of the individual likelihood. Fitted by
@@ -435,12 +436,14 @@ def fit_population(
         error_model: residual error model, shared by the cohort.
         covariates: optional ``{subject id: {covariate: value}}`` (fixed effects on every
             parameter, standardised).
-        method: "nuts" (non-centred NUTS) or "svi" (multivariate-Normal guide, large cohorts).
+        method: "nuts" (NUTS; see :class:`_Layout` for the parametrisation) or "svi"
+            (multivariate-Normal guide, large cohorts).
         seed: random seed.
         chains, draws, warmup, target_accept: NUTS settings (a high target acceptance, as
             usual for hierarchical models: smaller steps through the narrow neck of the
-            between-subject SDs; on the synthetic cohort of the tests it turned 3 of 4 seeds
-            failing R-hat at 0.9 into 1 of 4, at no extra cost on the breast cohort).
+            between-subject SDs. Measured with the earlier all-non-centred model, 2 chains: on
+            the synthetic cohort of the tests 3 of 4 seeds failed R-hat at 0.9, 1 of 4 at
+            0.95; on the breast cohort the steps per draw were the same at both).
         svi_steps: optimisation steps for SVI.
         source: label carried into priors made from this population.
 
