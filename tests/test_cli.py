@@ -111,6 +111,15 @@ def test_predict_pool_fits_the_subjects_jointly(lung_split: dict[str, Path]) -> 
     assert np.all(np.abs(np.log(truth["median"] / truth["dv"])) < np.log(2))
 
 
+def test_predict_pool_with_too_few_subjects_exits_2(tmp_path: Path) -> None:
+    (tmp_path / "H.csv").write_text("id,time,dv\na,0,10\na,1,11\na,2,12\n")
+    (tmp_path / "T.csv").write_text("id,time\na,3\n")
+    out = tmp_path / "P.csv"
+    code, text = run("predict", "--history", str(tmp_path / "H.csv"), "--targets", str(tmp_path / "T.csv"),
+                     "--out", str(out), "--model", "exponential", "--pool")  # fmt: skip
+    assert code == 2 and "at least 3 subjects" in " ".join(text.split()) and not out.exists()
+
+
 def test_predict_follows_planned_treatment(tmp_path: Path) -> None:
     """Treatment rows after the last observation are the plan: more drug, smaller tumour."""
     rows = [

@@ -33,6 +33,7 @@ from .twin import DigitalTwin, stacked_twins
 POPULATION_SAMPLER: dict[str, Any] = {"chains": 4, "draws": 250, "warmup": 250}
 AUTO_SELECTION_METHOD = "laplace"  # candidates are screened with the fast path, see predict()
 MIN_WEIGHT = 0.05  # models below this stacking weight are dropped from the stack
+MIN_POOLED = 3  # subjects a population fit needs (fit_population's minimum)
 
 
 def read_targets(path: str | Path) -> pd.DataFrame:
@@ -168,7 +169,7 @@ def predict(
 
     Raises:
         DataError: a target subject has no history.
-        ModelError: unknown model or bad level.
+        ModelError: unknown model, bad level, or too few subjects to pool.
     """
     if not 0 < level < 1:
         raise ModelError(f"level must be in (0, 1), got {level}")
@@ -181,6 +182,11 @@ def predict(
     ids = list(dict.fromkeys(targets["id"]))
     subjects = subjects_from(history, ids=ids)
     ref_subjects = subjects_from(reference) if reference is not None else None
+    if pool and len(subjects) + len(ref_subjects or []) < MIN_POOLED:
+        raise ModelError(
+            f"pooling needs at least {MIN_POOLED} subjects across the history and the "
+            f"reference cohort, got {len(subjects) + len(ref_subjects or [])}"
+        )
 
     priors: dict[str, list[Prior]] = {}
     pooled: dict[str, list[Posterior]] = {}
