@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import ConvergenceWarning, DataError, ModelError
 from .inference.calibrate import calibrate_subjects, subjects_from
 from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
-from .inference.population import fit_population, subject_posteriors
+from .inference.population import MIN_SUBJECTS, fit_population, subject_posteriors
 from .inference.posterior import Posterior
 from .inference.priors import Prior
 from .inference.problem import SubjectData
@@ -33,7 +33,6 @@ from .twin import DigitalTwin, stacked_twins
 POPULATION_SAMPLER: dict[str, Any] = {"chains": 4, "draws": 250, "warmup": 250}
 AUTO_SELECTION_METHOD = "laplace"  # candidates are screened with the fast path, see predict()
 MIN_WEIGHT = 0.05  # models below this stacking weight are dropped from the stack
-MIN_POOLED = 3  # subjects a population fit needs (fit_population's minimum)
 
 
 def read_targets(path: str | Path) -> pd.DataFrame:
@@ -182,9 +181,9 @@ def predict(
     ids = list(dict.fromkeys(targets["id"]))
     subjects = subjects_from(history, ids=ids)
     ref_subjects = subjects_from(reference) if reference is not None else None
-    if pool and len(subjects) + len(ref_subjects or []) < MIN_POOLED:
+    if pool and len(subjects) + len(ref_subjects or []) < MIN_SUBJECTS:
         raise ModelError(
-            f"pooling needs at least {MIN_POOLED} subjects across the history and the "
+            f"pooling needs at least {MIN_SUBJECTS} subjects across the history and the "
             f"reference cohort, got {len(subjects) + len(ref_subjects or [])}"
         )
 

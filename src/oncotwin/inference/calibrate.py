@@ -304,9 +304,6 @@ def _nuts(
     subject: SubjectData, spec: Spec, arrays: SubjectArrays, z_map: np.ndarray, key: Any, prior: Prior,
     seed: int, settings: dict[str, Any], chains: int, draws: int, warmup: int, target_accept: float,
 ) -> Posterior:  # fmt: skip
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        import arviz as az
     if not np.all(np.isfinite(z_map)):
         raise CalibrationError(
             f"subject {subject.id}: no finite starting point for {spec.model.name}"
@@ -319,13 +316,9 @@ def _nuts(
     run = _nuts_fn(spec, chains, draws, warmup, target_accept)
     z, diverging = jax.device_get(run(jnp.asarray(init), jax.random.split(k_run, chains), data))
     z = np.asarray(z)
-    divergences = int(np.sum(diverging))
     ll = np.asarray(_loglik_fn(spec)(jnp.asarray(z.reshape(-1, z.shape[-1])), data))
     ll = ll.reshape(chains, draws, -1)
-    rhat = max(float(az.rhat(z[..., i])) for i in range(z.shape[-1]))
-    ess_bulk = min(float(az.ess(z[..., i], method="bulk")) for i in range(z.shape[-1]))
-    ess_tail = min(float(az.ess(z[..., i], method="tail")) for i in range(z.shape[-1]))
-    diag = Diagnostics("nuts", rhat, ess_bulk, ess_tail, divergences, chains)
+    diag = Diagnostics.from_chains(z, int(np.sum(diverging)))
     return _posterior(subject, spec, z, ll, diag, prior, "nuts", seed, settings)
 
 

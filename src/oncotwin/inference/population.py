@@ -33,11 +33,12 @@ from ..errors import CalibrationError, ConvergenceWarning, DataError, ModelError
 from ..models import TumourModel, get_model
 from ..observe import ErrorModel, get_error_model
 from ..simulate import DEFAULT_SOLVER
-from .calibrate import _laplace_all, _loglik_fn
+from .calibrate import _laplace_all, _loglik_fn, _posterior
 from .posterior import Diagnostics, Posterior
 from .priors import Prior
 from .problem import Spec, SubjectArrays, SubjectData, bucket, make_spec, pointwise_loglik
 
+MIN_SUBJECTS = 3  # a population fit needs at least this many subjects
 OMEGA_SCALE = 1.0  # HalfNormal scale of the between-subject SDs (log scale: a factor e)
 BETA_SCALE = 1.0  # Normal scale of covariate effects per SD of the covariate
 LKJ_CONCENTRATION = 2.0
@@ -229,23 +230,18 @@ def subject_posteriors(
         z = np.concatenate([pop.z_subjects[:, index[s.id]], pop.z_error], axis=1)
         spec = make_spec(m, err, s.schedule, censoring=bool(s.censored.any()))
         data = jax.tree.map(jnp.asarray, s.arrays(default))
-        log_lik = np.asarray(_loglik_fn(spec)(jnp.asarray(z), data))[:, : len(s.times)]
-        theta, err_params = spec.constrain(jnp.asarray(z), s.ref)
-        params = {k: np.asarray(v).reshape(chains, -1) for k, v in {**theta, **err_params}.items()}
-        z = z.reshape(chains, -1, z.shape[-1])
+        log_lik = np.asarray(_loglik_fn(spec)(jnp.asarray(z), data))
+        z, log_lik = (
+            z.reshape(chains, -1, z.shape[-1]),
+            log_lik.reshape(chains, -1, log_lik.shape[-1]),
+        )
         diagnostics = (
             Diagnostics.from_chains(z, pop.diagnostics.divergences)
             if pop.method == "nuts" else pop.diagnostics
         )  # fmt: skip
-        x = covariates.get(s.id) if covariates else None
-        post = Posterior(
-            subject=s.id, model=m.name, error_model=err.name, names=spec.names, z=z,
-            params=params, log_lik=log_lik.reshape(chains, -1, log_lik.shape[-1]), t0=s.t0,
-            ref=s.ref, diagnostics=diagnostics, prior=pop.prior(x, seed=seed),
-            method=f"population-{pop.method}", seed=seed, settings=settings,
-        )  # fmt: skip
-        post.warn()
-        out.append(post)
+        prior = pop.prior(covariates.get(s.id) if covariates else None, seed=seed)
+        method = f"population-{pop.method}"
+        out.append(_posterior(s, spec, z, log_lik, diagnostics, prior, method, seed, settings))
     return out
 
 
@@ -432,7 +428,7 @@ def fit_population(
 
     Args:
         model: structural model or registry name.
-        subjects: the cohort (at least 3 subjects).
+        subjects: the cohort (at least MIN_SUBJECTS).
         error_model: residual error model, shared by the cohort.
         covariates: optional ``{subject id: {covariate: value}}`` (fixed effects on every
             parameter, standardised).
@@ -453,8 +449,10 @@ def fit_population(
     """
     if method not in ("nuts", "svi"):
         raise ModelError(f"unknown population method {method!r}; use 'nuts' or 'svi'")
-    if len(subjects) < 3:
-        raise CalibrationError(f"a population needs at least 3 subjects, got {len(subjects)}")
+    if len(subjects) < MIN_SUBJECTS:
+        raise CalibrationError(
+            f"a population needs at least {MIN_SUBJECTS} subjects, got {len(subjects)}"
+        )
     m, err = get_model(model), get_error_model(error_model)
     default = Prior.default(m, err)
     d = len(m.params)
