@@ -97,8 +97,13 @@ def test_ffcd_back_transform_and_censoring():
     assert obs["dv"].iloc[0] == pytest.approx(23.2, abs=1e-9)  # sizes are 0.1 steps
     assert obs["time"].iloc[1] == pytest.approx(0.21311475 * 365.25)
     cens = data.events[data.events["cens"] == 1]
-    lloq = (0.3 * -3.33 + 1) ** (1 / 0.3)
-    assert np.allclose(cens["lloq"], lloq) and np.allclose(cens["dv"], lloq)
+    raw_sizes = raw("ffcd2000-05-colorectal-frailtypack", "colorectalLongi.csv")
+    # censored rows are SLD 0 (stored as -1/0.3); the limit is the recording step, 0.1, just
+    # below the smallest positive size in the file (0.2)
+    assert (raw_sizes["tumor.size"] <= -3.33).sum() == len(cens) == 34
+    assert np.allclose(raw_sizes.loc[raw_sizes["tumor.size"] <= -3.33, "tumor.size"], -1 / 0.3)
+    assert data.events.loc[data.events["cens"] == 0, "dv"].min() == pytest.approx(0.2)
+    assert np.allclose(cens["lloq"], 0.1) and np.allclose(cens["dv"], 0.1)
     assert data.events.loc[data.events["cens"] == 0, "lloq"].isna().all()
     cov = data.covariates()
     assert list(cov.columns) == ["arm", "age", "who_ps", "prev_resection"]

@@ -28,6 +28,9 @@ from .schema import PatientData
 BOXCOX_LAMBDA = 0.3  # FFCD 2000-05 tumour sizes are Box-Cox transformed with lambda 0.3
 FFCD_THRESHOLD = -3.33  # left-censoring threshold on the transformed scale (frailtypack)
 SLD_ZERO_LLOQ = 1.0  # mm: detection limit given to a complete response (SLD 0), INSPIRE
+# FFCD sizes are recorded in steps of 0.1 (smallest positive value 0.2): a recorded 0 is below
+# 0.1. The back-transformed threshold itself (1e-10) is a Box-Cox artefact, not a detection limit
+FFCD_ZERO_LLOQ = 0.1
 
 
 @dataclass(frozen=True)
@@ -79,10 +82,16 @@ def _vaghi(file: str, prefix: str, kind: str, unit: str, name: str) -> PatientDa
 
 
 def _ffcd(name: str) -> PatientData:
-    """SLD in mm (presumed) from the Box-Cox scale; y <= -3.33 is left-censored."""
+    """SLD in mm (presumed) from the Box-Cox scale; y <= -3.33 (SLD 0) is left-censored.
+
+    Every censored row is stored as -1/0.3, the transform of SLD 0 (a complete response). Its
+    back-transformed threshold, 1e-10, would tell a log-scale error model that the tumour shrank
+    by 23 natural-log units; the censoring limit is the data's recording step instead (as
+    INSPIRE's complete responses are censored at 1 mm).
+    """
     raw = _csv("ffcd2000-05-colorectal-frailtypack", "colorectalLongi.csv")
     y = raw["tumor.size"].to_numpy(dtype=float)
-    lloq = (BOXCOX_LAMBDA * FFCD_THRESHOLD + 1) ** (1 / BOXCOX_LAMBDA)
+    lloq = FFCD_ZERO_LLOQ
     cens = y <= FFCD_THRESHOLD
     sld = np.where(cens, lloq, (BOXCOX_LAMBDA * np.maximum(y, FFCD_THRESHOLD) + 1)
                    ** (1 / BOXCOX_LAMBDA))  # fmt: skip
@@ -178,8 +187,9 @@ DATASETS: dict[str, DatasetInfo] = {
             "2016;72:907-916",
             "colorectalLongi.csv, 906 observations; time = year x 365.25 days; "
             "SLD = (0.3 y + 1)^(1/0.3) mm (units presumed); rows with y <= -3.33 (34 rows, all "
-            "stored as -1/0.3, i.e. SLD 0) are left-censored with lloq = dv = the "
-            "back-transformed -3.33 (1e-10 mm); covariates arm, age, who_ps, prev_resection. "
+            "stored as -1/0.3, i.e. SLD 0) are left-censored with lloq = dv = 0.1, the "
+            "recording step of the sizes (the back-transformed threshold, 1e-10, is a Box-Cox "
+            "artefact); covariates arm, age, who_ps, prev_resection. "
             "Caveat: sizes come in 0.1 steps with a baseline median of 10.7 (min 1.2), which "
             "fits cm better than mm; the unit is unverified.",
         ),
