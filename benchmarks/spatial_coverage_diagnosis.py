@@ -105,7 +105,7 @@ def coverage(variant: str, n_seeds: int) -> None:
         ph, setup = phantom_setup(seed)
         post = calibrated(setup, seed, variant_problem(variant, ph))
         zs.append(z_scores(post, ph.params))
-        print(f"  seed {seed:2d}: " + " ".join(f"{n} z {z:+.2f}" for n, z in zip(NAMES, zs[-1]))
+        print(f"  seed {seed:2d}: " + " ".join(f"{n} z {z:+.2f}" for n, z in zip(NAMES, zs[-1], strict=True))
               + f" | sigma {post.map['sigma']:.4f} (truth 0.03), tail ratio "
               f"{post.map['tail_ratio']:.2f}", flush=True)  # fmt: skip
     z = np.asarray(zs)
