@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -300,3 +301,56 @@ def test_demo_quick_writes_report_and_summary(tmp_path: Path) -> None:
         assert (tmp_path / p["report"]).exists()
     html = (tmp_path / "report.html").read_text()
     assert all(p["report"] in html for p in patients)
+
+
+def test_population_covariate_effect_is_recovered_and_used_in_priors(tmp_path: Path) -> None:
+    """A synthetic cohort whose arm B grows exp(0.5) times faster (log-normal between-patient
+    SD 0.2, 10% noise): the stored population's arm effect covers 0.5 and excludes 0, a new
+    patient's prior follows its arm, and a patient without an arm is refused."""
+    rng = np.random.default_rng(3)
+    times = np.arange(0.0, 15.0, 2.0)
+    rows = []
+    for i in range(20):
+        arm = "AB"[i % 2]
+        a = 0.1 * np.exp(0.5 * (arm == "B") + 0.2 * rng.standard_normal())
+        y = 100.0 * np.exp(a * times + 0.1 * rng.standard_normal(len(times)))
+        rows += [{"id": f"p{i}", "time": t, "dv": v, "kind": "volume", "unit": "mm3",
+                  "arm": arm} for t, v in zip(times, y, strict=True)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "cohort.csv", index=False)
+    new = [{"id": pid, "time": t, "dv": 100.0 * np.exp(0.12 * t), "kind": "volume",
+            "unit": "mm3", "arm": arm} for pid, arm in (("new-a", "A"), ("new-b", "B"))
+           for t in (0.0, 2.0)]  # fmt: skip
+    pd.DataFrame(new).to_csv(tmp_path / "new.csv", index=False)
+    db = str(tmp_path / "cov.db")
+    code, out = run("population", "fit", "--name", "arms", "--data", str(tmp_path / "cohort.csv"),
+                    "--model", "exponential", "--covariate", "arm", "--db", db, "--json")  # fmt: skip
+    assert code == 0, out
+    fitted = json.loads(out[out.index("{") :])
+    assert fitted["covariates"] == ["arm=B"] and not fitted["diagnostics"]["problems"]
+    effect = fitted["summary"]["a"]["effects"]["arm=B"]  # median, 5%, 95% on log a
+    assert effect[1] < 0.5 < effect[2] and effect[1] > 0.2, effect
+    code, out = run("population", "show", "arms", "--db", db, "--report", str(tmp_path / "p.html"))
+    assert code == 0 and re.search(r"arm=B on a: \+0\.[4-8]\d* \(\+0\.", out), out
+    assert "typical (average) covariate values" not in (tmp_path / "p.html").read_text()
+
+    code, out = run("ingest", str(tmp_path / "new.csv"), "--db", db)
+    assert code == 0, out
+    code, out = run("twin", "create", "new-a", "new-b", "--prior", "arms", "--method", "laplace",
+                    "--db", db, "--json")  # fmt: skip
+    assert code == 0, out
+    from oncotwin.store import Store
+
+    with Store(f"sqlite:///{db}") as store:
+        priors = {pid: store.twin(pid).settings["prior"] for pid in ("new-a", "new-b")}
+    assert "population arms" in priors["new-a"]["source"]
+    # prior location of log a: [loc, scale] on the unconstrained scale
+    shift = (
+        priors["new-b"]["unconstrained_normal"]["a"][0]
+        - priors["new-a"]["unconstrained_normal"]["a"][0]
+    )
+    assert shift == pytest.approx(effect[0], abs=0.05)
+
+    pd.DataFrame([{**new[0], "id": "new-c", "arm": None}]).to_csv(tmp_path / "c.csv", index=False)
+    run("ingest", str(tmp_path / "c.csv"), "--db", db)
+    code, out = run("twin", "create", "new-c", "--prior", "arms", "--db", db)
+    assert code == 2 and "patient 'new-c' has no value for covariate 'arm'" in out, out

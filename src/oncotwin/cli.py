@@ -255,14 +255,27 @@ def twin_create(
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
     with input_errors(), open_store(db) as store:
-        from .workflow import build_cohort, create_twin, load_population
+        from .workflow import (
+            build_cohort,
+            create_twin,
+            load_population,
+            patient_data,
+            population_covariates,
+        )
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
         extra: dict[str, Any] = {}
         if prior is not None:
+            from .inference.problem import SubjectData
+
             pop = load_population(store, prior)
-            model, extra = pop.model, {"prior": pop.prior(seed=seed),
-                                       "error_model": pop.error_model}  # fmt: skip
+            subjects = [SubjectData.from_events(pid, patient_data(store, pid).events)
+                        for pid in ids]  # fmt: skip
+            covs = population_covariates(store, pop, subjects)
+            # with covariates each patient gets its own prior, coded as the population was fit
+            priors = (pop.prior(seed=seed) if covs is None else
+                      [pop.prior(covs[pid], seed=seed) for pid in ids])  # fmt: skip
+            model, extra = pop.model, {"prior": priors, "error_model": pop.error_model}
         with progress_bars() as progress:
             if model == "auto":
                 tick = progress("calibrating", len(ids))
@@ -343,6 +356,14 @@ def population_fit(
     method: Annotated[
         str, typer.Option(help="'nuts' (default) or 'svi' (large cohorts).")
     ] = "nuts",
+    covariate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Covariate (fixed effect on every parameter), repeatable: a column constant "
+            "per patient (numeric as is; categorical as indicators against its first level) "
+            "or log_baseline (log of the first observed size)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -362,7 +383,8 @@ def population_fit(
         else:
             ids = [r.id for r in store.patients()]
         console(stderr=True).print(f"fitting {model} to {len(ids)} patients ({method}) ...")
-        rec = fit_named_population(store, name, ids, model=model, method=method, seed=seed)
+        rec = fit_named_population(store, name, ids, model=model, method=method, seed=seed,
+                                   covariates=covariate or ())  # fmt: skip
     _show_population(rec, as_json)
 
 
@@ -382,10 +404,12 @@ def population_show(
         rec = store.population(name, version)
         if report is not None:
             from .report import write_population_report
-            from .workflow import load_population, population_subjects
+            from .workflow import load_population, population_covariates, population_subjects
 
             pop = load_population(store, name, rec.version)
-            write_population_report(report, pop, population_subjects(store, pop))
+            subjects = population_subjects(store, pop)
+            covs = population_covariates(store, pop, subjects)
+            write_population_report(report, pop, subjects, covariates=covs)
     _show_population(rec, as_json)
     if report is not None:
         console(stderr=True).print(f"report: {report.resolve()}")
@@ -417,9 +441,19 @@ def _show_population(rec: Any, as_json: bool) -> None:
         unit = s.get("unit", "")
         table.add_row(pname, f"{t[0]:.4g} ({t[1]:.4g}–{t[2]:.4g}) {unit}", spread)
     con.print(table)
+    if r.get("covariates"):
+        con.print(
+            "typical values are at the cohort's mean covariates. Covariate effects on the "
+            "unconstrained scale (log; logit for bounded parameters), median (90% CI):"
+        )
+    for pname, s in r["summary"].items():
+        for cov, e in s.get("effects", {}).items():
+            con.print(f"  {cov} on {pname}: {e[0]:+.3g} ({e[1]:+.3g} to {e[2]:+.3g}) per unit")
     names = list(r["names"][: len(r["correlation"])])  # model parameters, in order
     pooled = [i for i, n in enumerate(names) if "omega" in r["summary"][n]]
     corr = r["correlation"]
+    if len(pooled) < 2:
+        return
     con.print("random-effect correlation: " + "; ".join(
         f"{names[i]}-{names[j]} {corr[i][j]:+.2f}" for i in pooled for j in pooled if j < i
     ))  # fmt: skip

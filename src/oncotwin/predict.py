@@ -9,7 +9,6 @@ each subject's recorded schedule (treatment rows after the last observation are 
 from __future__ import annotations
 
 import dataclasses
-import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import pandas as pd
 from .errors import ConvergenceWarning, DataError, ModelError
 from .inference.calibrate import calibrate_subjects, subjects_from
 from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
+from .inference.covariates import baseline_size
 from .inference.population import MIN_SUBJECTS, fit_population, subject_posteriors
 from .inference.posterior import Posterior
 from .inference.priors import Prior
@@ -75,16 +75,6 @@ class PredictResult:
     weights: dict[str, float]
     comparison: ModelComparison | None = None
     warnings: list[str] = field(default_factory=list)
-
-
-def baseline_size(subject: SubjectData) -> dict[str, float]:
-    """The covariate population priors use: log of the first observed size.
-
-    Growth slows as a tumour grows, so how fast a tumour will grow depends on how large it is;
-    with size parameters relative to the first observation, only this covariate tells the
-    population about absolute size.
-    """
-    return {"log_baseline": math.log(subject.ref)}
 
 
 def population_priors(

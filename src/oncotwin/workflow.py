@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from . import __version__
 from .data import PatientData, read_events
@@ -23,6 +24,7 @@ from .errors import DataError, NotFoundError
 from .inference.assimilate import Update
 from .inference.calibrate import calibrate_subjects
 from .inference.compare import compare
+from .inference.covariates import covariate_levels, encode
 from .inference.population import Population, fit_population, population_from_arrays
 from .inference.posterior import Diagnostics, Posterior
 from .inference.priors import Prior
@@ -97,15 +99,29 @@ def fit_named_population(
     model: str = "gompertz",
     method: str = "nuts",
     seed: int = 0,
+    covariates: Sequence[str] = (),
     **settings: Any,
 ) -> PopulationRecord:
-    """Fit a population model to stored patients and save it as the next version of `name`."""
+    """Fit a population model to stored patients and save it as the next version of `name`.
+
+    `covariates` are covariate columns of the patients' data (or ``log_baseline``), coded as
+    :mod:`oncotwin.inference.covariates` says; the coding is kept with the population, so a new
+    patient's prior uses the same.
+    """
     as_of = datetime.now(UTC)
+    datas = [patient_data(store, pid, as_of) for pid in patient_ids]
     subjects = [
-        SubjectData.from_events(pid, patient_data(store, pid, as_of).events) for pid in patient_ids
+        SubjectData.from_events(pid, d.events) for pid, d in zip(patient_ids, datas, strict=True)
     ]
-    pop = fit_population(model, subjects, method=method, seed=seed, source=f"population {name}",
-                         **settings)  # fmt: skip
+    encoded, coding = None, {}
+    if covariates:
+        table = pd.concat([d.covariates() for d in datas])
+        levels = covariate_levels(covariates, table)
+        encoded = encode(covariates, table, subjects, levels)
+        coding = {"covariate_columns": list(covariates), "covariate_levels": levels}
+    pop = fit_population(model, subjects, method=method, seed=seed, covariates=encoded,
+                         source=f"population {name}", **settings)  # fmt: skip
+    pop = dataclasses.replace(pop, settings=pop.settings | coding)
     record = pop.record() | {"summary": pop.summary(), "correlation": pop.correlation().tolist()}
     return store.save_population(name, model=pop.model, record=record, draws=pop.arrays())
 
@@ -122,6 +138,21 @@ def population_subjects(store: Store, population: Population) -> list[SubjectDat
     return [
         SubjectData.from_events(pid, patient_data(store, pid).events) for pid in population.subjects
     ]
+
+
+def population_covariates(
+    store: Store, population: Population, subjects: Sequence[SubjectData]
+) -> dict[str, dict[str, float]] | None:
+    """Each stored subject's covariates coded as `population` was fitted (None without).
+
+    Raises:
+        DataError: a subject lacks a covariate, or has a level the population never saw.
+    """
+    columns = population.settings.get("covariate_columns", [])
+    if not columns:
+        return None
+    table = pd.concat([patient_data(store, s.id).covariates() for s in subjects])
+    return encode(columns, table, subjects, population.settings.get("covariate_levels", {}))
 
 
 def create_twin(

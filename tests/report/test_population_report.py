@@ -181,3 +181,22 @@ def test_time_bins_keep_tied_times_together() -> None:
     assert np.all(np.bincount(which) >= 10)
     few = _time_bins(np.array([1.0, 2.0, 2.0, 3.0]), 7)  # fewer times than bins: one bin each
     np.testing.assert_allclose(few, [1.0, 1.5, 2.5, 3.0])
+
+
+def test_vpc_simulates_each_subject_with_its_own_covariates() -> None:
+    """A cohort of two arms, one growing three times faster, fitted with the arm as covariate:
+    the fast arm passes its VPC when simulated with its own covariate, and fails it (observed
+    medians above the simulated intervals) at the cohort's typical covariate value."""
+    slow, fast = cohort(seed=0), cohort(seed=1, a_factor=3.0)
+    fast = [dataclasses.replace(s, id=f"fast-{s.id}") for s in fast]
+    covariates = {s.id: {"fast": 0.0} for s in slow} | {s.id: {"fast": 1.0} for s in fast}
+    pop = fit_population("exponential", slow + fast, covariates=covariates, method="svi",
+                         svi_steps=3000, chains=1, draws=200, seed=1)  # fmt: skip
+    own = vpc_bands(pop, fast, n_sim=200, seed=0, covariates=covariates)
+    typical = vpc_bands(pop, fast, n_sim=200, seed=0)
+    assert not own.typical_covariates and typical.typical_covariates
+    med = own.quantiles.index(0.5)
+    outside = own.outside()[:, med]
+    assert outside.sum() <= 1, (own.observed[:, med], own.simulated[:, med])
+    above = typical.observed[:, med] > typical.simulated[:, med, 2]
+    assert above.sum() >= len(above) // 2 and above[-1]

@@ -108,7 +108,10 @@ class Population:
 
     def summary(self) -> dict[str, Any]:
         """Posterior medians and 90% intervals of typical values and between-subject SDs
-        ("omega"; absent for error parameters, and for unpooled ones, marked "pooled": False)."""
+        ("omega"; absent for error parameters, and for unpooled ones, marked "pooled": False),
+        and of covariate effects ("effects": the change of the unconstrained parameter, log or
+        logit, per unit of each covariate; for an indicator, that level against the reference
+        level)."""
         m = get_model(self.model)
         out: dict[str, Any] = {}
         for i, p in enumerate(m.params):
@@ -121,6 +124,11 @@ class Population:
                 out[p.name]["pooled"] = False  # the typical value is the prior median
             else:
                 out[p.name]["omega"] = _quantiles(self.omega[:, i])
+                if self.covariates:
+                    out[p.name]["effects"] = {
+                        c: _quantiles(self.beta[:, k, i] / self.covariate_scale[k])
+                        for k, c in enumerate(self.covariates)
+                    }
         err = get_error_model(self.error_model)
         for j, p in enumerate(err.params):
             out[p.name] = {"typical": _quantiles(np.asarray(p.constrain(self.z_error[:, j])))}
@@ -133,7 +141,7 @@ class Population:
         draw) and moment-matches a correlated Normal; the error parameters get the posterior of
         the cohort's (with a floor on their spread), independent of the model parameters.
         """
-        x = self._standardise(covariates)
+        x = self.standardise(covariates)
         rng = np.random.default_rng(seed)
         eta = rng.standard_normal((PREDICTIVE_DRAWS, *self.mu.shape))
         shift = np.einsum("p,spd->sd", x, self.beta) if len(x) else 0.0
@@ -148,7 +156,12 @@ class Population:
             self.names, loc, cov, f"{self.source} ({len(self.subjects)} subjects)"
         )
 
-    def _standardise(self, covariates: Mapping[str, float] | None) -> np.ndarray:
+    def standardise(self, covariates: Mapping[str, float] | None) -> np.ndarray:
+        """A subject's covariates, centred and scaled as in the fit (``x`` of the model).
+
+        Raises:
+            ModelError: a covariate of the population is missing.
+        """
         if not self.covariates:
             return np.zeros(0)
         covariates = covariates or {}

@@ -94,8 +94,8 @@ class VPCBands:
         tau, value, censored: every measurement shown (time, log ratio, below the detection
             limit; censored ones are at the limit).
         n_sim: number of simulated cohorts.
-        typical_covariates: True when the population has covariates, so the simulations use
-            the typical (centre) covariate values.
+        typical_covariates: True when the population has covariates but the subjects' were not
+            given, so the simulations use the typical (centre) covariate values.
     """
 
     quantiles: tuple[float, ...]
@@ -214,13 +214,15 @@ def vpc_bands(
     seed: int = 0,
     quantiles: Sequence[float] = VPC_QUANTILES,
     level: float = VPC_LEVEL,
+    covariates: Mapping[str, Mapping[str, float]] | None = None,
 ) -> VPCBands:
     """Visual predictive check: observed percentiles per time bin and the simulated intervals
     of the same percentiles (Bergstrand M et al. AAPS J 2011;13:143-151).
 
     Each of `n_sim` replicate cohorts uses one posterior draw of the population and new random
-    effects for every subject, ``z = mu + diag(omega) L eta`` (covariates at their typical,
-    centre values: the subjects' own covariates are not stored with the population), simulated
+    effects for every subject, ``z = mu + beta^T x + diag(omega) L eta`` (``x`` the subject's
+    standardised covariates from `covariates`; without them, their typical, centre values),
+    simulated
     at the subject's measurement times under its schedule, with residual error from the error
     model. Observed and simulated values alike are taken as ``log(y / y_ref)`` with ``y_ref``
     the value at the subject's reference measurement (its first uncensored one), which is left
@@ -236,6 +238,8 @@ def vpc_bands(
         seed: random seed of the simulations.
         quantiles: percentiles compared (0-1).
         level: level of the simulated intervals (0-1).
+        covariates: ``{subject id: {covariate: value}}`` coded as the population was fitted
+            (:func:`oncotwin.workflow.population_covariates`).
 
     Returns:
         The :class:`VPCBands`.
@@ -254,13 +258,15 @@ def vpc_bands(
     key = jax.random.PRNGKey(seed)
     n_draws, d = pop.mu.shape
     draws = rng.choice(n_draws, size=n_sim, replace=n_sim > n_draws)
-    mu, omega, chol = pop.mu[draws], pop.omega[draws], pop.corr_chol[draws]
+    mu, omega, chol, beta = pop.mu[draws], pop.omega[draws], pop.corr_chol[draws], pop.beta[draws]
+    own = covariates if pop.covariates else None
     z_error = pop.z_error[draws]
     tau_parts, obs_parts, cens_parts, sim_parts = [], [], [], []
     for i, s in enumerate(subjects):
         eta = rng.standard_normal((n_sim, d))
-        # Covariates at their centre: the standardised x is 0, so beta drops out.
-        z = mu + np.einsum("sde,se->sd", chol, eta) * omega
+        # Without the subject's covariates, at their centre: the standardised x is 0.
+        x = pop.standardise(own[s.id]) if own is not None else np.zeros(beta.shape[1])
+        z = mu + np.einsum("p,spd->sd", x, beta) + np.einsum("sde,se->sd", chol, eta) * omega
         f = _simulate_batch(pop.model, s, z)
         theta = {
             p.name: np.asarray(p.constrain(z_error[:, j], s.ref), float)[:, None]
@@ -308,7 +314,7 @@ def vpc_bands(
     return VPCBands(
         quantiles=tuple(float(v) for v in q), level=float(level), edges=edges, time=times,
         n_obs=n_obs, observed=observed, simulated=simulated, tau=tau, value=value,
-        censored=censored, n_sim=int(n_sim), typical_covariates=bool(pop.covariates),
+        censored=censored, n_sim=int(n_sim), typical_covariates=bool(pop.covariates) and own is None,
     )  # fmt: skip
 
 
@@ -778,7 +784,7 @@ def _vpc_section(bands: VPCBands, subjects: Sequence[SubjectData]) -> str:
     if bands.typical_covariates:
         caption += (
             " The simulations use the typical (average) covariate values for every subject, "
-            "as the subjects' own covariates are not stored with the population."
+            "as the subjects' own covariates were not given."
         )
     fig = vpc_figure(bands, kind)
     return (
@@ -878,6 +884,7 @@ def population_report(
     n_sim: int = 200,
     n_bins: int = VPC_BINS,
     provenance: Mapping[str, Any] | None = None,
+    covariates: Mapping[str, Mapping[str, float]] | None = None,
 ) -> str:
     """A fitted population model's page as self-contained HTML: header with the fit checks
     (a red banner when they failed), parameter tables, a visual predictive check, goodness-of-fit
@@ -891,6 +898,8 @@ def population_report(
         n_sim: number of simulated cohorts in the predictive check.
         n_bins: number of time bins of the predictive check.
         provenance: extra items for the provenance table.
+        covariates: the subjects' covariates for the predictive check, coded as the population
+            was fitted (default: typical values).
 
     Returns:
         The HTML text. A red banner opens the page when the fit failed its diagnostics.
@@ -901,7 +910,7 @@ def population_report(
     title = title or f"Population model report — {_model_title(pop.model)}"
     generated = _now()
     ok, words, problems = _fit_words(pop)
-    bands = vpc_bands(pop, subjects, n_sim=n_sim, n_bins=n_bins, seed=seed)
+    bands = vpc_bands(pop, subjects, n_sim=n_sim, n_bins=n_bins, seed=seed, covariates=covariates)
     fit = individual_fit(pop, subjects)
     vpc_settings = {
         "simulated cohorts": n_sim, "seed": seed, "time bins": len(bands.time),
