@@ -222,9 +222,8 @@ def vpc_bands(
     Each of `n_sim` replicate cohorts uses one posterior draw of the population and new random
     effects for every subject, ``z = mu + beta^T x + diag(omega) L eta`` (``x`` the subject's
     standardised covariates from `covariates`; without them, their typical, centre values),
-    simulated
-    at the subject's measurement times under its schedule, with residual error from the error
-    model. Observed and simulated values alike are taken as ``log(y / y_ref)`` with ``y_ref``
+    simulated at the subject's measurement times under its schedule, with residual error from
+    the error model. Observed and simulated values alike are taken as ``log(y / y_ref)`` with ``y_ref``
     the value at the subject's reference measurement (its first uncensored one), which is left
     out. Observed censored values are left out of the percentiles, and so are simulated values
     below the subject's detection limit (the highest of its censored values).
