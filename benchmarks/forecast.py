@@ -40,6 +40,7 @@ Usage:
                                   [--protocol last3,first3]
                                   [--reference]   # also the Vaghi baseline and predict --reference
                                   [--pool]        # also predict --pool (and --reference --pool)
+                                  [--covariate arm]  # populations adjust for this column
 Defaults: --method nuts --model auto --datasets lung,breast --protocol last3.
 Quick run: --method laplace --model gompertz --datasets lung --protocol last3,first3 --reference
 """
@@ -112,6 +113,8 @@ def run_predict(history: pd.DataFrame, targets: pd.DataFrame, args: argparse.Nam
             cmd += ["--reference", str(r)]
         if pool:
             cmd += ["--pool"]
+        if reference is not None or pool:
+            cmd += [arg for c in args.covariate for arg in ("--covariate", c)]
         subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
         return pd.read_csv(p, dtype={"id": str})  # ids such as "14" stay strings
 
@@ -254,6 +257,10 @@ def main() -> None:
     parser.add_argument(
         "--pool", action="store_true", help="also run `oncotwin predict --pool` (joint population)"
     )
+    parser.add_argument(
+        "--covariate", action="append", default=[],
+        help="covariate column for the populations of --reference and --pool (repeatable)",
+    )  # fmt: skip
     args = parser.parse_args()
     print(f"oncotwin predict --model {args.model} --method {args.method}; "
           f"subjects with >= {MIN_OBS} observations")  # fmt: skip

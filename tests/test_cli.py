@@ -353,4 +353,49 @@ def test_population_covariate_effect_is_recovered_and_used_in_priors(tmp_path: P
     pd.DataFrame([{**new[0], "id": "new-c", "arm": None}]).to_csv(tmp_path / "c.csv", index=False)
     run("ingest", str(tmp_path / "c.csv"), "--db", db)
     code, out = run("twin", "create", "new-c", "--prior", "arms", "--db", db)
-    assert code == 2 and "patient 'new-c' has no value for covariate 'arm'" in out, out
+    said = " ".join(out.split())  # the console wraps long lines
+    assert code == 2 and "patient 'new-c' has no value for covariate 'arm'" in said, out
+
+
+def test_predict_reference_population_adjusts_for_a_covariate(tmp_path: Path) -> None:
+    """Two subjects with the same history, one per arm, forecast with priors from a reference
+    cohort whose arm B grows exp(0.7) times faster: with --covariate arm, B's forecast is the
+    larger, and without it the two are the same (to Monte Carlo error)."""
+    rng = np.random.default_rng(5)
+    times = np.arange(0.0, 15.0, 3.0)
+    rows = []
+    for i in range(10):
+        arm = "AB"[i % 2]
+        a = 0.08 * np.exp(0.7 * (arm == "B") + 0.15 * rng.standard_normal())
+        y = 100.0 * np.exp(a * times + 0.05 * rng.standard_normal(len(times)))
+        rows += [{"id": f"r{i}", "time": t, "dv": v, "kind": "volume", "unit": "mm3", "arm": arm}
+                 for t, v in zip(times, y, strict=True)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(tmp_path / "ref.csv", index=False)
+    hist = [{"id": pid, "time": t, "dv": v, "kind": "volume", "unit": "mm3", "arm": arm}
+            for pid, arm in (("x", "A"), ("y", "B")) for t, v in ((0.0, 100.0), (3.0, 140.0))]  # fmt: skip
+    pd.DataFrame(hist).to_csv(tmp_path / "hist.csv", index=False)
+    pd.DataFrame({"id": ["x", "y"], "time": [20.0, 20.0]}).to_csv(tmp_path / "t.csv", index=False)
+    common = ["predict", "--history", str(tmp_path / "hist.csv"), "--targets",
+              str(tmp_path / "t.csv"), "--model", "exponential", "--method", "laplace"]  # fmt: skip
+    code, out = run(*common, "--out", str(tmp_path / "adj.csv"), "--reference",
+                    str(tmp_path / "ref.csv"), "--covariate", "arm")  # fmt: skip
+    assert code == 0, out
+    adj = pd.read_csv(tmp_path / "adj.csv").set_index("id")
+    code, out = run(*common, "--out", str(tmp_path / "plain.csv"), "--reference",
+                    str(tmp_path / "ref.csv"))  # fmt: skip
+    assert code == 0, out
+    plain = pd.read_csv(tmp_path / "plain.csv").set_index("id")
+    # the same but for Monte Carlo error (each subject has its own forecast draws)
+    assert plain.loc["x", "median"] == pytest.approx(plain.loc["y", "median"], rel=0.01)
+    assert adj.loc["y", "median"] > 1.1 * adj.loc["x", "median"]
+
+    code, out = run(*common, "--out", str(tmp_path / "no.csv"), "--covariate", "arm")
+    assert code == 2 and "give a reference cohort or pool" in out, out
+    pd.DataFrame([{**hist[0], "arm": "C"}]).to_csv(tmp_path / "c.csv", index=False)
+    pd.DataFrame({"id": ["x"], "time": [20.0]}).to_csv(tmp_path / "tc.csv", index=False)
+    code, out = run("predict", "--history", str(tmp_path / "c.csv"), "--targets",
+                    str(tmp_path / "tc.csv"), "--out", str(tmp_path / "no.csv"), "--reference",
+                    str(tmp_path / "ref.csv"), "--covariate", "arm")  # fmt: skip
+    said = " ".join(out.split())  # the console wraps long lines
+    assert code == 2 and "arm = 'C' is not one of the population's levels ['A', 'B']" in said, out
+    assert not (tmp_path / "no.csv").exists()

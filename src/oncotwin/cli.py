@@ -103,6 +103,14 @@ def predict(
             "model, so each borrows strength from the others."
         ),
     ] = False,
+    covariate: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="With --reference or --pool: a column constant per subject that the "
+            "population adjusts for (repeatable; categorical as indicators), besides the log "
+            "of the first observed size."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     method: Annotated[
         str, typer.Option(help="Calibration: 'nuts' (default) or 'laplace' (fast).")
@@ -129,8 +137,8 @@ def predict(
         ref = read_events(reference, time_unit=time_unit) if reference else None
         with progress_bars() as progress:
             result = run_predict(hist, tgt, model=model, level=level, reference=ref, pool=pool,
-                                 seed=seed, method=method, progress=progress,
-                                 targets_source=str(targets))  # fmt: skip
+                                 covariates=covariate or (), seed=seed, method=method,
+                                 progress=progress, targets_source=str(targets))  # fmt: skip
     table = result.table
     if time_unit != "day":
         from .units import time_factor

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .data import PatientData
 from .errors import ConvergenceWarning, DataError, ModelError
 from .inference.calibrate import calibrate_subjects, subjects_from
 from .inference.compare import GROWTH_CANDIDATES, TREATMENT_CANDIDATES, ModelComparison, compare
-from .inference.covariates import baseline_size
+from .inference.covariates import LOG_BASELINE, covariate_levels, encode
 from .inference.population import MIN_SUBJECTS, fit_population, subject_posteriors
 from .inference.posterior import Posterior
 from .inference.priors import Prior
@@ -78,17 +79,25 @@ class PredictResult:
 
 
 def population_priors(
-    model: str, reference: Sequence[SubjectData], subjects: Sequence[SubjectData], seed: int
+    model: str,
+    reference: Sequence[SubjectData],
+    subjects: Sequence[SubjectData],
+    seed: int,
+    covariates: Mapping[str, Mapping[str, float]],
 ) -> list[Prior]:
-    """Each subject's prior from a population model fitted to the reference cohort."""
-    covariates = {s.id: baseline_size(s) for s in reference}
+    """Each subject's prior from a population model fitted to the reference cohort.
+
+    `covariates`: the coded covariates of every subject, and of each reference subject under
+    ``reference:ID`` (:func:`population_covariates`).
+    """
+    ref_cov = {s.id: covariates[f"reference:{s.id}"] for s in reference}
     with warnings.catch_warnings():
         # a population that fails its diagnostics is still the best prior there is; the
         # failure is written into each prior's source
         warnings.simplefilter("ignore", ConvergenceWarning)
-        pop = fit_population(model, reference, covariates=covariates, seed=seed,
+        pop = fit_population(model, reference, covariates=ref_cov, seed=seed,
                              source="reference population", **POPULATION_SAMPLER)  # fmt: skip
-    priors = [pop.prior(baseline_size(s), seed=seed) for s in subjects]
+    priors = [pop.prior(covariates[s.id], seed=seed) for s in subjects]
     if not pop.diagnostics.ok:
         note = " (population fit not converged)"
         priors = [dataclasses.replace(p, source=p.source + note) for p in priors]
@@ -96,20 +105,53 @@ def population_priors(
 
 
 def pooled_posteriors(
-    model: str, reference: Sequence[SubjectData], subjects: Sequence[SubjectData], seed: int
+    model: str,
+    reference: Sequence[SubjectData],
+    subjects: Sequence[SubjectData],
+    seed: int,
+    covariates: Mapping[str, Mapping[str, float]],
 ) -> list[Posterior]:
     """Each subject's posterior from one population model fitted jointly to the reference
-    cohort's data and every subject's history (see :func:`subject_posteriors`)."""
+    cohort's data and every subject's history (see :func:`subject_posteriors`); `covariates`
+    as for :func:`population_priors`."""
     # Reference subjects are renamed so that an id in both files names two subjects.
     cohort = [dataclasses.replace(s, id=f"reference:{s.id}") for s in reference]
     cohort += subjects
-    covariates = {s.id: baseline_size(s) for s in cohort}
+    cohort_cov = {s.id: covariates[s.id] for s in cohort}
     with warnings.catch_warnings():
         # each posterior repeats a failed diagnosis of its own draws in its forecasts
         warnings.simplefilter("ignore", ConvergenceWarning)
-        pop = fit_population(model, cohort, covariates=covariates, seed=seed,
+        pop = fit_population(model, cohort, covariates=cohort_cov, seed=seed,
                              source="pooled population", **POPULATION_SAMPLER)  # fmt: skip
-        return subject_posteriors(pop, subjects, covariates, seed=seed)
+        return subject_posteriors(pop, subjects, cohort_cov, seed=seed)
+
+
+def population_covariates(
+    columns: Sequence[str],
+    history: PatientData,
+    subjects: Sequence[SubjectData],
+    reference: PatientData | None,
+    ref_subjects: Sequence[SubjectData],
+    pool: bool,
+) -> dict[str, dict[str, float]]:
+    """Coded covariates of the subjects and (as ``reference:ID``) the reference subjects:
+    ``log_baseline`` always, plus `columns` of the data (:mod:`oncotwin.inference.covariates`),
+    with the categorical levels of the cohort the population is fitted to.
+
+    Raises:
+        DataError: a missing value, or a subject's level the fitted cohort does not have.
+    """
+    columns = [c for c in columns if c != LOG_BASELINE]
+    fitted = [history.covariates()] if pool else []
+    if reference is not None:
+        fitted.append(reference.covariates())
+    levels = covariate_levels(columns, pd.concat(fitted)) if columns else {}
+    wanted = [LOG_BASELINE, *columns]
+    out = encode(wanted, history.covariates(), subjects, levels)
+    if reference is not None:
+        coded = encode(wanted, reference.covariates(), ref_subjects, levels)
+        out |= {f"reference:{k}": v for k, v in coded.items()}
+    return out
 
 
 def candidates_for(subjects: Sequence[SubjectData]) -> tuple[str, ...]:
@@ -126,6 +168,7 @@ def predict(
     level: float = 0.9,
     reference: Any | None = None,
     pool: bool = False,
+    covariates: Sequence[str] = (),
     seed: int = 0,
     method: str = "nuts",
     candidates: Sequence[str] | None = None,
@@ -144,6 +187,9 @@ def predict(
         pool: calibrate all subjects jointly, with the reference cohort if given, in one
             population (mixed-effects) model fitted by NUTS, so that each subject borrows
             strength from the others (`method` then does not apply).
+        covariates: covariate columns of the data (constant per subject) that the population
+            behind `reference` or `pool` adjusts for, besides ``log_baseline`` (always used);
+            categorical ones are coded as indicators (:mod:`oncotwin.inference.covariates`).
         seed: random seed (calibration and forecast draws).
         method: "nuts" or "laplace" for the final calibration. With "auto", candidates are
             screened by Laplace (PSIS-LOO on importance-resampled Laplace draws) and the
@@ -158,7 +204,8 @@ def predict(
 
     Raises:
         DataError: a target subject has no history.
-        ModelError: unknown model, bad level, or too few subjects to pool.
+        ModelError: unknown model, bad level, too few subjects to pool, or covariates
+            without a population (neither `reference` nor `pool`).
     """
     if not 0 < level < 1:
         raise ModelError(f"level must be in (0, 1), got {level}")
@@ -177,6 +224,13 @@ def predict(
             f"reference cohort, got {len(subjects) + len(ref_subjects or [])}"
         )
 
+    if covariates and reference is None and not pool:
+        raise ModelError("covariates adjust a population: give a reference cohort or pool")
+    coded = (
+        population_covariates(covariates, history, subjects, reference, ref_subjects or [], pool)
+        if reference is not None or pool
+        else {}
+    )
     priors: dict[str, list[Prior]] = {}
     pooled: dict[str, list[Posterior]] = {}
 
@@ -184,12 +238,12 @@ def predict(
         if pool:
             if name not in pooled:
                 tick = progress(f"{name} (pooled population)", 1) if progress else None
-                pooled[name] = pooled_posteriors(name, ref_subjects or [], subjects, seed)
+                pooled[name] = pooled_posteriors(name, ref_subjects or [], subjects, seed, coded)
                 if tick:
                     tick(1)
             return pooled[name]
         if ref_subjects and name not in priors:
-            priors[name] = population_priors(name, ref_subjects, subjects, seed)
+            priors[name] = population_priors(name, ref_subjects, subjects, seed, coded)
         prior = priors.get(name)
         tick = progress(f"{name} ({how})", len(subjects)) if progress else None
         return calibrate_subjects(
