@@ -331,7 +331,11 @@ def test_population_covariate_effect_is_recovered_and_used_in_priors(tmp_path: P
     assert effect[1] < 0.5 < effect[2] and effect[1] > 0.2, effect
     code, out = run("population", "show", "arms", "--db", db, "--report", str(tmp_path / "p.html"))
     assert code == 0 and re.search(r"arm=B on a: \+0\.[4-8]\d* \(\+0\.", out), out
-    assert "typical (average) covariate values" not in (tmp_path / "p.html").read_text()
+    html = (tmp_path / "p.html").read_text()
+    assert "typical (average) covariate values" not in html
+    # the report's effect row is the growth rate's (not the unpooled v0's, which has none)
+    row = re.search(r"<td>arm=B</td><td><code>(\w+)</code></td><td class=\"n\">([\d.]+)</td>", html)
+    assert row and row[1] == "a" and float(row[2]) == pytest.approx(effect[0], abs=0.01), row
 
     code, out = run("ingest", str(tmp_path / "new.csv"), "--db", db)
     assert code == 0, out

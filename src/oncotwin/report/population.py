@@ -725,20 +725,18 @@ def _parameters_section(pop: Population) -> str:
             "one parameter tend to have a high (or low) value of the other; near 0, no link.</p>"
         )
     if pop.covariates:
-        brow = []
-        for c, cov in enumerate(pop.covariates):
-            for j, name in enumerate(names):
-                b = np.quantile(pop.beta[:, c, j], [0.5, 0.05, 0.95])
-                brow.append(
-                    [_e(cov), f"<code>{_e(name)}</code>", _e(fmt_num(b[0])),
-                     _e(fmt_interval(b[1], b[2]))]
-                )  # fmt: skip
+        brow = [
+            [_e(cov), f"<code>{_e(name)}</code>", _e(fmt_num(e[0])), _e(fmt_interval(e[1], e[2]))]
+            for name in names
+            for cov, e in summary[name]["effects"].items()
+        ]
         parts.append(
             _table(
                 ["Covariate", "Parameter", "Effect (median)", "90% credible interval"],
                 brow,
-                caption="Covariate effects: change of the parameter (log scale) per SD of the "
-                "covariate",
+                caption="Covariate effects: change of the parameter on its log scale (logit for "
+                "bounded parameters) per unit of the covariate; for an indicator such as arm=S, "
+                "that level against the reference level",
                 numeric=(2, 3),
             )
         )
