@@ -88,6 +88,8 @@ def test_page_has_its_sections_and_is_self_contained(page: Path) -> None:
             r'<img src="data:image/png;base64,[A-Za-z0-9+/=]{1000,}" alt="[^"]+"', body
         )
         assert "<figcaption>" in body
+    vpc = html.split('<section id="vpc"')[1].split("</section>")[0]
+    assert "Prediction-corrected:" in vpc and "shown here with prediction correction" in vpc
     assert "How to read this page" in html
     assert "Exponential" in html and "SVI" in html and "8 subjects fitted" in html
     # nothing fetched from elsewhere: no web address at all, no script, no stylesheet link
@@ -200,3 +202,34 @@ def test_vpc_simulates_each_subject_with_its_own_covariates() -> None:
     assert outside.sum() <= 1, (own.observed[:, med], own.simulated[:, med])
     above = typical.observed[:, med] > typical.simulated[:, med, 2]
     assert above.sum() >= len(above) // 2 and above[-1]
+
+
+def test_prediction_correction_is_the_identity_when_every_bin_holds_one_time(
+    pop: Population,
+) -> None:
+    """Same measurement times for every subject, one time per bin, no covariates: every
+    measurement of a bin has the bin's typical prediction, so nothing moves."""
+    shared = [dataclasses.replace(s, times=np.arange(8.0) * 3.0) for s in cohort(seed=2)]
+    plain = vpc_bands(pop, shared, n_sim=100, seed=0, n_bins=10)
+    pc = vpc_bands(pop, shared, n_sim=100, seed=0, n_bins=10, prediction_corrected=True)
+    assert len(plain.time) == 7 and pc.prediction_corrected and not plain.prediction_corrected
+    assert np.allclose(pc.observed, plain.observed, atol=1e-12)
+    assert np.allclose(pc.simulated, plain.simulated, atol=1e-12)
+
+
+def test_prediction_corrected_vpc_removes_the_spread_of_times_within_a_bin(
+    pop: Population, subjects: list[SubjectData]
+) -> None:
+    """Three wide bins over irregular times: the correction takes out the growth between the
+    bin's earliest and latest times, so the simulated 10th-90th percentile spread shrinks; data
+    from the fitted family still pass, and the fast cohort still fails."""
+    plain = vpc_bands(pop, subjects, n_sim=200, seed=0, n_bins=3)
+    pc = vpc_bands(pop, subjects, n_sim=200, seed=0, n_bins=3, prediction_corrected=True)
+    spread = {k: b.simulated[:, 2, 1] - b.simulated[:, 0, 1] for k, b in (("plain", plain),
+                                                                            ("pc", pc))}  # fmt: skip
+    assert np.all(spread["pc"] < spread["plain"]), spread
+    med = pc.quantiles.index(0.5)
+    assert pc.outside()[:, med].sum() <= 1
+    fast = vpc_bands(pop, cohort(seed=1, a_factor=3.0), n_sim=200, seed=0, n_bins=3,
+                     prediction_corrected=True)  # fmt: skip
+    assert np.all(fast.observed[:, med] > fast.simulated[:, med, 2])

@@ -96,6 +96,8 @@ class VPCBands:
         n_sim: number of simulated cohorts.
         typical_covariates: True when the population has covariates but the subjects' were not
             given, so the simulations use the typical (centre) covariate values.
+        prediction_corrected: True for a prediction-corrected VPC: observed and simulated
+            values moved by the bin's median typical prediction minus their own.
     """
 
     quantiles: tuple[float, ...]
@@ -110,6 +112,7 @@ class VPCBands:
     censored: np.ndarray
     n_sim: int
     typical_covariates: bool
+    prediction_corrected: bool = False
 
     def outside(self) -> np.ndarray:
         """(n_bins, n_quantiles): the observed percentile lies outside its simulated interval
@@ -215,6 +218,7 @@ def vpc_bands(
     quantiles: Sequence[float] = VPC_QUANTILES,
     level: float = VPC_LEVEL,
     covariates: Mapping[str, Mapping[str, float]] | None = None,
+    prediction_corrected: bool = False,
 ) -> VPCBands:
     """Visual predictive check: observed percentiles per time bin and the simulated intervals
     of the same percentiles (Bergstrand M et al. AAPS J 2011;13:143-151).
@@ -228,6 +232,13 @@ def vpc_bands(
     out. Observed censored values are left out of the percentiles, and so are simulated values
     below the subject's detection limit (the highest of its censored values).
 
+    Prediction-corrected (Bergstrand et al. 2011, for log-scale data): each observed and
+    simulated value ``Y`` of a bin becomes ``Y + PRED_bin - PRED``, with ``PRED`` the typical
+    prediction for that measurement (posterior-median typical parameters with the subject's
+    covariates, no random effects, on the same log-ratio scale) and ``PRED_bin`` its median
+    over the bin. This removes the spread that comes from different times within a bin, from
+    schedules and from covariates, so that the bins compare like with like.
+
     Args:
         pop: the fitted population.
         subjects: the cohort to check (usually the one it was fitted to).
@@ -239,6 +250,7 @@ def vpc_bands(
         level: level of the simulated intervals (0-1).
         covariates: ``{subject id: {covariate: value}}`` coded as the population was fitted
             (:func:`oncotwin.workflow.population_covariates`).
+        prediction_corrected: prediction-correct observed and simulated values (see above).
 
     Returns:
         The :class:`VPCBands`.
@@ -260,7 +272,9 @@ def vpc_bands(
     mu, omega, chol, beta = pop.mu[draws], pop.omega[draws], pop.corr_chol[draws], pop.beta[draws]
     own = covariates if pop.covariates else None
     z_error = pop.z_error[draws]
-    tau_parts, obs_parts, cens_parts, sim_parts = [], [], [], []
+    tau_parts, obs_parts, cens_parts, sim_parts, pred_parts = [], [], [], [], []
+    mu_typical = np.median(pop.mu, axis=0)
+    beta_typical = np.median(pop.beta, axis=0)  # (p, d)
     for i, s in enumerate(subjects):
         eta = rng.standard_normal((n_sim, d))
         # Without the subject's covariates, at their centre: the standardised x is 0.
@@ -281,6 +295,10 @@ def vpc_bands(
             rel_sim = np.log(y_sim / y_sim[:, [r]])  # relative to its own reference value
             rel_obs = np.log(np.asarray(s.y, float) / s.ref)
         keep = np.arange(len(s.times)) != r
+        if prediction_corrected:
+            typical = _simulate_batch(pop.model, s, (mu_typical + x @ beta_typical)[None])[0]
+            with np.errstate(invalid="ignore", divide="ignore"):
+                pred_parts.append(np.log(typical / typical[r])[keep])
         tau_parts.append(np.asarray(s.times, float)[keep] - float(s.times[r]))
         obs_parts.append(rel_obs[keep])
         cens_parts.append(cens[keep])
@@ -293,6 +311,14 @@ def vpc_bands(
         raise ValueError("vpc_bands needs measurements besides each subject's reference one")
     edges = _time_bins(tau, n_bins)
     which = _assign_bins(tau, edges)
+    if prediction_corrected:
+        pred = np.concatenate(pred_parts)
+        shift = np.zeros_like(pred)
+        for b in np.unique(which):
+            in_bin = which == b
+            shift[in_bin] = np.nanmedian(pred[in_bin]) - pred[in_bin]
+        value = value + np.where(censored, 0.0, shift)  # censored ones stay at their limit
+        sim = sim + shift
     nb, q = len(edges) - 1, np.asarray(quantiles, float)
     observed = np.full((nb, q.size), np.nan)
     simulated = np.full((nb, q.size, 3), np.nan)
@@ -314,6 +340,7 @@ def vpc_bands(
         quantiles=tuple(float(v) for v in q), level=float(level), edges=edges, time=times,
         n_obs=n_obs, observed=observed, simulated=simulated, tau=tau, value=value,
         censored=censored, n_sim=int(n_sim), typical_covariates=bool(pop.covariates) and own is None,
+        prediction_corrected=prediction_corrected,
     )  # fmt: skip
 
 
@@ -783,6 +810,13 @@ def _vpc_section(bands: VPCBands, subjects: Sequence[SubjectData]) -> str:
             " The simulations use the typical (average) covariate values for every subject, "
             "as the subjects' own covariates were not given."
         )
+    if bands.prediction_corrected:
+        caption += (
+            " Prediction-corrected: every value, observed and simulated, is moved by the "
+            "typical prediction of its time bin minus the typical prediction for its own time, "
+            "schedule and covariates, so that a bin's measurements compare like with like."
+        )
+    how = "with" if bands.prediction_corrected else "without"
     fig = vpc_figure(bands, kind)
     return (
         '<section id="vpc"><h2>Visual predictive check</h2>'
@@ -790,7 +824,7 @@ def _vpc_section(bands: VPCBands, subjects: Sequence[SubjectData]) -> str:
         f"<figure>{_img(fig, alt, dpi=100)}<figcaption>{_e(caption)}</figcaption></figure>"
         '<p class="sub">Method: Bergstrand M, Hooker AC, Wallin JE, Karlsson MO. Prediction-'
         "corrected visual predictive checks for diagnosing nonlinear mixed-effects models. AAPS J "
-        "2011;13:143-151 (shown here without prediction correction).</p></section>"
+        f"2011;13:143-151 (shown here {how} prediction correction).</p></section>"
     )
 
 
@@ -882,6 +916,7 @@ def population_report(
     n_bins: int = VPC_BINS,
     provenance: Mapping[str, Any] | None = None,
     covariates: Mapping[str, Mapping[str, float]] | None = None,
+    prediction_corrected: bool = True,
 ) -> str:
     """A fitted population model's page as self-contained HTML: header with the fit checks
     (a red banner when they failed), parameter tables, a visual predictive check, goodness-of-fit
@@ -897,6 +932,8 @@ def population_report(
         provenance: extra items for the provenance table.
         covariates: the subjects' covariates for the predictive check, coded as the population
             was fitted (default: typical values).
+        prediction_corrected: show the prediction-corrected VPC (default), which compares like
+            with like when measurement times, schedules or covariates differ within a bin.
 
     Returns:
         The HTML text. A red banner opens the page when the fit failed its diagnostics.
@@ -907,10 +944,12 @@ def population_report(
     title = title or f"Population model report — {_model_title(pop.model)}"
     generated = _now()
     ok, words, problems = _fit_words(pop)
-    bands = vpc_bands(pop, subjects, n_sim=n_sim, n_bins=n_bins, seed=seed, covariates=covariates)
+    bands = vpc_bands(pop, subjects, n_sim=n_sim, n_bins=n_bins, seed=seed, covariates=covariates,
+                      prediction_corrected=prediction_corrected)  # fmt: skip
     fit = individual_fit(pop, subjects)
     vpc_settings = {
         "simulated cohorts": n_sim, "seed": seed, "time bins": len(bands.time),
+        "prediction-corrected": prediction_corrected,
         "percentiles": list(bands.quantiles), "interval": bands.level,
     }  # fmt: skip
     sections = [
