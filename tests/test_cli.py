@@ -303,20 +303,27 @@ def test_demo_quick_writes_report_and_summary(tmp_path: Path) -> None:
     assert all(p["report"] in html for p in patients)
 
 
+def two_arm_cohort(path: Path, n: int, *, rate: float, effect: float, omega: float,
+                   noise: float, times: np.ndarray, seed: int) -> None:  # fmt: skip
+    """Write `n` patients growing exponentially from 100 mm3, arms A and B alternating, the
+    growth rate ``rate * exp(effect * [arm B] + omega * N(0, 1))``, log-normal noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        arm = "AB"[i % 2]
+        a = rate * np.exp(effect * (arm == "B") + omega * rng.standard_normal())
+        y = 100.0 * np.exp(a * times + noise * rng.standard_normal(len(times)))
+        rows += [{"id": f"p{i}", "time": t, "dv": v, "kind": "volume", "unit": "mm3", "arm": arm}
+                 for t, v in zip(times, y, strict=True)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
 def test_population_covariate_effect_is_recovered_and_used_in_priors(tmp_path: Path) -> None:
     """A synthetic cohort whose arm B grows exp(0.5) times faster (log-normal between-patient
     SD 0.2, 10% noise): the stored population's arm effect covers 0.5 and excludes 0, a new
     patient's prior follows its arm, and a patient without an arm is refused."""
-    rng = np.random.default_rng(3)
-    times = np.arange(0.0, 15.0, 2.0)
-    rows = []
-    for i in range(20):
-        arm = "AB"[i % 2]
-        a = 0.1 * np.exp(0.5 * (arm == "B") + 0.2 * rng.standard_normal())
-        y = 100.0 * np.exp(a * times + 0.1 * rng.standard_normal(len(times)))
-        rows += [{"id": f"p{i}", "time": t, "dv": v, "kind": "volume", "unit": "mm3",
-                  "arm": arm} for t, v in zip(times, y, strict=True)]  # fmt: skip
-    pd.DataFrame(rows).to_csv(tmp_path / "cohort.csv", index=False)
+    two_arm_cohort(tmp_path / "cohort.csv", 20, rate=0.1, effect=0.5, omega=0.2, noise=0.1,
+                   times=np.arange(0.0, 15.0, 2.0), seed=3)  # fmt: skip
     new = [{"id": pid, "time": t, "dv": 100.0 * np.exp(0.12 * t), "kind": "volume",
             "unit": "mm3", "arm": arm} for pid, arm in (("new-a", "A"), ("new-b", "B"))
            for t in (0.0, 2.0)]  # fmt: skip
@@ -365,16 +372,8 @@ def test_predict_reference_population_adjusts_for_a_covariate(tmp_path: Path) ->
     """Two subjects with the same history, one per arm, forecast with priors from a reference
     cohort whose arm B grows exp(0.7) times faster: with --covariate arm, B's forecast is the
     larger, and without it the two are the same (to Monte Carlo error)."""
-    rng = np.random.default_rng(5)
-    times = np.arange(0.0, 15.0, 3.0)
-    rows = []
-    for i in range(10):
-        arm = "AB"[i % 2]
-        a = 0.08 * np.exp(0.7 * (arm == "B") + 0.15 * rng.standard_normal())
-        y = 100.0 * np.exp(a * times + 0.05 * rng.standard_normal(len(times)))
-        rows += [{"id": f"r{i}", "time": t, "dv": v, "kind": "volume", "unit": "mm3", "arm": arm}
-                 for t, v in zip(times, y, strict=True)]  # fmt: skip
-    pd.DataFrame(rows).to_csv(tmp_path / "ref.csv", index=False)
+    two_arm_cohort(tmp_path / "ref.csv", 10, rate=0.08, effect=0.7, omega=0.15, noise=0.05,
+                   times=np.arange(0.0, 15.0, 3.0), seed=5)  # fmt: skip
     hist = [{"id": pid, "time": t, "dv": v, "kind": "volume", "unit": "mm3", "arm": arm}
             for pid, arm in (("x", "A"), ("y", "B")) for t, v in ((0.0, 100.0), (3.0, 140.0))]  # fmt: skip
     pd.DataFrame(hist).to_csv(tmp_path / "hist.csv", index=False)
