@@ -227,10 +227,10 @@ def vpc_bands(
     effects for every subject, ``z = mu + beta^T x + diag(omega) L eta`` (``x`` the subject's
     standardised covariates from `covariates`; without them, their typical, centre values),
     simulated at the subject's measurement times under its schedule, with residual error from
-    the error model. Observed and simulated values alike are taken as ``log(y / y_ref)`` with ``y_ref``
-    the value at the subject's reference measurement (its first uncensored one), which is left
-    out. Observed censored values are left out of the percentiles, and so are simulated values
-    below the subject's detection limit (the highest of its censored values).
+    the error model. Observed and simulated values alike are taken as ``log(y / y_ref)`` with
+    ``y_ref`` the value at the subject's reference measurement (its first uncensored one), which
+    is left out. Observed censored values are left out of the percentiles, and so are simulated
+    values below the subject's detection limit (the highest of its censored values).
 
     Prediction-corrected (Bergstrand et al. 2011, for log-scale data): each observed and
     simulated value ``Y`` of a bin becomes ``Y + PRED_bin - PRED``, with ``PRED`` the typical
