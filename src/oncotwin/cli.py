@@ -267,19 +267,14 @@ def twin_create(
             build_cohort,
             create_twin,
             load_population,
-            patient_data,
             population_covariates,
         )
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
         extra: dict[str, Any] = {}
         if prior is not None:
-            from .inference.problem import SubjectData
-
             pop = load_population(store, prior)
-            subjects = [SubjectData.from_events(pid, patient_data(store, pid).events)
-                        for pid in ids]  # fmt: skip
-            covs = population_covariates(store, pop, subjects)
+            covs = population_covariates(store, pop, ids)
             # with covariates each patient gets its own prior, coded as the population was fit
             priors = (pop.prior(seed=seed) if covs is None else
                       [pop.prior(covs[pid], seed=seed) for pid in ids])  # fmt: skip
@@ -416,7 +411,7 @@ def population_show(
 
             pop = load_population(store, name, rec.version)
             subjects = population_subjects(store, pop)
-            covs = population_covariates(store, pop, subjects)
+            covs = population_covariates(store, pop, pop.subjects)
             write_population_report(report, pop, subjects, covariates=covs)
     _show_population(rec, as_json)
     if report is not None:

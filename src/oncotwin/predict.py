@@ -88,7 +88,7 @@ def population_priors(
     """Each subject's prior from a population model fitted to the reference cohort.
 
     `covariates`: the coded covariates of every subject, and of each reference subject under
-    ``reference:ID`` (:func:`population_covariates`).
+    ``reference:ID`` (:func:`cohort_covariates`).
     """
     ref_cov = {s.id: covariates[f"reference:{s.id}"] for s in reference}
     with warnings.catch_warnings():
@@ -126,7 +126,7 @@ def pooled_posteriors(
         return subject_posteriors(pop, subjects, cohort_cov, seed=seed)
 
 
-def population_covariates(
+def cohort_covariates(
     columns: Sequence[str],
     history: PatientData,
     subjects: Sequence[SubjectData],
@@ -227,7 +227,7 @@ def predict(
     if covariates and reference is None and not pool:
         raise ModelError("covariates adjust a population: give a reference cohort or pool")
     coded = (
-        population_covariates(covariates, history, subjects, reference, ref_subjects or [], pool)
+        cohort_covariates(covariates, history, subjects, reference, ref_subjects or [], pool)
         if reference is not None or pool
         else {}
     )

@@ -108,11 +108,7 @@ def fit_named_population(
     :mod:`oncotwin.inference.covariates` says; the coding is kept with the population, so a new
     patient's prior uses the same.
     """
-    as_of = datetime.now(UTC)
-    datas = [patient_data(store, pid, as_of) for pid in patient_ids]
-    subjects = [
-        SubjectData.from_events(pid, d.events) for pid, d in zip(patient_ids, datas, strict=True)
-    ]
+    datas, subjects = _stored_subjects(store, patient_ids, datetime.now(UTC))
     encoded, coding = None, {}
     if covariates:
         table = pd.concat([d.covariates() for d in datas])
@@ -133,25 +129,36 @@ def load_population(store: Store, name: str, version: int | None = None) -> Popu
     return dataclasses.replace(pop, source=f"population {name} v{rec.version}")
 
 
+def _stored_subjects(
+    store: Store, patient_ids: Sequence[str], as_of: datetime | None = None
+) -> tuple[list[PatientData], list[SubjectData]]:
+    """The stored data of each patient (as known at `as_of`), and as a calibration subject."""
+    datas = [patient_data(store, pid, as_of) for pid in patient_ids]
+    subjects = [
+        SubjectData.from_events(pid, d.events) for pid, d in zip(patient_ids, datas, strict=True)
+    ]
+    return datas, subjects
+
+
 def population_subjects(store: Store, population: Population) -> list[SubjectData]:
     """The stored data of the subjects a population was fitted to (as the store has them now)."""
-    return [
-        SubjectData.from_events(pid, patient_data(store, pid).events) for pid in population.subjects
-    ]
+    return _stored_subjects(store, population.subjects)[1]
 
 
 def population_covariates(
-    store: Store, population: Population, subjects: Sequence[SubjectData]
+    store: Store, population: Population, patient_ids: Sequence[str]
 ) -> dict[str, dict[str, float]] | None:
-    """Each stored subject's covariates coded as `population` was fitted (None without).
+    """Each stored patient's covariates coded as `population` was fitted (None, without reading
+    anything, when the population has no covariates).
 
     Raises:
-        DataError: a subject lacks a covariate, or has a level the population never saw.
+        DataError: a patient lacks a covariate, or has a level the population never saw.
     """
     columns = population.settings.get("covariate_columns", [])
     if not columns:
         return None
-    table = pd.concat([patient_data(store, s.id).covariates() for s in subjects])
+    datas, subjects = _stored_subjects(store, patient_ids)
+    table = pd.concat([d.covariates() for d in datas])
     return encode(columns, table, subjects, population.settings.get("covariate_levels", {}))
 
 
@@ -363,10 +370,7 @@ def build_cohort(
 ) -> list[tuple[TwinRecord, Posterior]]:
     """Create a twin version for each patient (one calibration call: compiled once, vmapped MAP)."""
     as_of = datetime.now(UTC)
-    datas = [patient_data(store, pid, as_of) for pid in patient_ids]
-    subjects = [
-        SubjectData.from_events(pid, d.events) for pid, d in zip(patient_ids, datas, strict=True)
-    ]
+    datas, subjects = _stored_subjects(store, patient_ids, as_of)
     posts = calibrate_subjects(
         model, subjects, method=method, seed=seed, progress=progress, **calibration
     )
