@@ -123,3 +123,44 @@ def test_covariates_and_errors():
     with pytest.raises(ModelError, match="covariates"):
         pop.prior()
     assert pop.prior({"age": 52.0}).names == ("v0", "a", "sigma")
+
+
+def test_first_metric_names_every_sampled_site():
+    """The guess the sampler's first metric is built from covers every latent site of the
+    population model with a shape that broadcasts to it (a misnamed site would silently fall
+    back to the identity metric), for centred and non-centred effects and a covariate."""
+    from numpyro import handlers
+
+    from oncotwin.inference.population import (
+        _cohort_arrays,
+        _Layout,
+        _population_model,
+        _posterior_sd_guess,
+    )
+    from oncotwin.inference.priors import Prior
+    from oncotwin.inference.problem import Spec
+    from oncotwin.models import get_model
+    from oncotwin.observe import get_error_model
+
+    subjects, _ = cohort(n=6)
+    m, err = get_model("gompertz"), get_error_model("proportional")
+    default = Prior.default(m, err)
+    data, _ = _cohort_arrays(subjects, default)
+    d, n = len(m.params), len(subjects)
+    hyper = {"mu_loc": default.loc[:d], "mu_scale": default.scale[:d],
+             "err_loc": default.loc[d:], "err_scale": default.scale[d:]}  # fmt: skip
+    layout = _Layout(d, pooled=(1, 2), centred=(1,))
+    x = np.linspace(-1.0, 1.0, n)[:, None]
+    model = handlers.seed(_population_model, 0)
+    trace = handlers.trace(model).get_trace(Spec(m, err, True), layout, data, x, hyper)
+    latent = {
+        k: v["value"].shape
+        for k, v in trace.items()
+        if v["type"] == "sample" and not v["is_observed"]
+    }
+    guess = _posterior_sd_guess(layout, np.full((n, d + 1), 0.1), np.full(d, 0.3), default, 1, n)
+    assert set(latent) == set(guess)
+    for site, shape in latent.items():
+        if site != "corr_chol":  # sampled as a (2, 2) factor, one unconstrained value
+            assert np.broadcast_shapes(guess[site].shape, shape) == shape, site
+        assert np.all(np.asarray(guess[site]) > 0), site
