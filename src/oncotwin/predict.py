@@ -142,14 +142,14 @@ def cohort_covariates(
         DataError: a missing value, or a subject's level the fitted cohort does not have.
     """
     columns = [c for c in columns if c != LOG_BASELINE]
-    fitted = [history.covariates()] if pool else []
-    if reference is not None:
-        fitted.append(reference.covariates())
+    own = history.covariates()
+    ref = reference.covariates() if reference is not None else None
+    fitted = ([own] if pool else []) + ([ref] if ref is not None else [])
     levels = covariate_levels(columns, pd.concat(fitted)) if columns else {}
     wanted = [LOG_BASELINE, *columns]
-    out = encode(wanted, history.covariates(), subjects, levels)
-    if reference is not None:
-        coded = encode(wanted, reference.covariates(), ref_subjects, levels)
+    out = encode(wanted, own, subjects, levels)
+    if ref is not None:
+        coded = encode(wanted, ref, ref_subjects, levels)
         out |= {f"reference:{k}": v for k, v in coded.items()}
     return out
 
