@@ -7,8 +7,10 @@ subject (or the next version of a twin) reuses them: "jit once per shape".
 from __future__ import annotations
 
 import functools
+import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -35,6 +37,7 @@ MAP_STARTS = 4  # multi-start optimisation: prior mean and three prior draws at 
 MAP_MAX_ITER = 300
 LAPLACE_DOF = 4.0  # degrees of freedom of the Student-t importance proposal
 LAPLACE_WIDEN = 2.0  # proposal scale relative to the Laplace (inverse-Hessian) scale
+NUTS_THREADS = min(8, os.cpu_count() or 1)  # subjects sampled at once (see calibrate_subjects)
 
 
 def _psis_resample(log_weights: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -126,6 +129,7 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
             "log_weights": log_p - log_q,
             "log_lik": loglik,
             "z_map": z_map,
+            "cov": (evecs / evals) @ evecs.T,  # the Laplace covariance: NUTS's first metric
             "converged": converged,
         }
 
@@ -146,11 +150,13 @@ def _nuts_fn(
 
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
-    def one_chain(z0: Any, key: Any, data: SubjectArrays) -> tuple[Any, Any]:
+    def one_chain(z0: Any, key: Any, data: SubjectArrays, cov: Any) -> tuple[Any, Any]:
         # Dense mass matrix: growth parameters are strongly correlated (e.g. Gompertz alpha, beta).
+        # It starts from the Laplace covariance instead of the identity, so the early warm-up
+        # windows already move along the posterior's correlations (fewer, shorter trajectories).
         state = init_kernel(
             z0, num_warmup=warmup, dense_mass=True, target_accept_prob=target_accept,
-            model_args=(data,), rng_key=key,
+            inverse_mass_matrix=cov, model_args=(data,), rng_key=key,
         )  # fmt: skip
 
         def step(state: Any, _: Any) -> tuple[Any, tuple[Any, Any]]:
@@ -160,7 +166,7 @@ def _nuts_fn(
         _, (z, diverging) = jax.lax.scan(step, state, None, length=warmup + draws)
         return z[warmup:], diverging[warmup:]
 
-    return jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None)))
+    return jax.jit(jax.vmap(one_chain, in_axes=(0, 0, None, None)))
 
 
 @functools.lru_cache(maxsize=64)
@@ -198,7 +204,7 @@ def calibrate_subjects(
     seed: int = 0,
     chains: int = 4,
     draws: int = 1000,
-    warmup: int = 1000,
+    warmup: int = 500,
     target_accept: float = 0.9,
     solver: SolverSettings = DEFAULT_SOLVER,
     progress: Callable[[int], None] | None = None,
@@ -250,21 +256,45 @@ def calibrate_subjects(
     settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
     n_laplace = chains * draws if method == "laplace" else 1
     fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace)
-    out = []
-    for subject, prior, (spec, arrays, key, res) in zip(subjects, priors, fits, strict=True):
-        if method == "laplace":
+    if method == "laplace":
+        out = []
+        for subject, prior, (spec, _, _, res) in zip(subjects, priors, fits, strict=True):
             idx, khat = _psis_resample(res["log_weights"], seed)
             diag = Diagnostics(
                 "laplace", chains=1, optimizer_converged=bool(res["converged"]), pareto_k=khat
             )
             z, ll = res["z"][idx][None], res["log_lik"][idx][None]
-            post = _posterior(subject, spec, z, ll, diag, prior, method, seed, settings)
-        else:
-            post = _nuts(subject, spec, arrays, res["z_map"], key, prior, seed, settings, chains, draws,
-                         warmup, target_accept)  # fmt: skip
-        out.append(post)
-        if progress:
-            progress(1)
+            out.append(_posterior(subject, spec, z, ll, diag, prior, method, seed, settings))
+            if progress:
+                progress(1)
+        return out
+
+    def one(i: int) -> Posterior:
+        spec, arrays, key, res = fits[i]
+        return _nuts(subjects[i], spec, arrays, res["z_map"], res["cov"], key, priors[i], seed,
+                     settings, chains, draws, warmup, target_accept)  # fmt: skip
+
+    # One subject per thread: a NUTS run is a long chain of small XLA operations that keeps one
+    # core busy, and XLA releases the GIL while it runs. The first subject of each compiled shape
+    # runs on this thread, so no shape is compiled twice. Results do not depend on the threads
+    # (subject i always uses its own key).
+    futures: list[Future[Posterior]] = []
+    compiled: set[Any] = set()
+    with ThreadPoolExecutor(max_workers=NUTS_THREADS) as pool:
+        for i, (spec, arrays, _, _) in enumerate(fits):
+            shape = (spec, tuple(np.shape(leaf) for leaf in jax.tree.leaves(arrays)))
+            if shape in compiled:
+                futures.append(pool.submit(one, i))
+                continue
+            compiled.add(shape)
+            done: Future[Posterior] = Future()
+            done.set_result(one(i))
+            futures.append(done)
+        out = []
+        for future in futures:
+            out.append(future.result())
+            if progress:
+                progress(1)
     return out
 
 
@@ -301,8 +331,9 @@ def _laplace_all(
 
 
 def _nuts(
-    subject: SubjectData, spec: Spec, arrays: SubjectArrays, z_map: np.ndarray, key: Any, prior: Prior,
-    seed: int, settings: dict[str, Any], chains: int, draws: int, warmup: int, target_accept: float,
+    subject: SubjectData, spec: Spec, arrays: SubjectArrays, z_map: np.ndarray, cov: np.ndarray, key: Any,
+    prior: Prior, seed: int, settings: dict[str, Any], chains: int, draws: int, warmup: int,
+    target_accept: float,
 ) -> Posterior:  # fmt: skip
     if not np.all(np.isfinite(z_map)):
         raise CalibrationError(
@@ -314,7 +345,10 @@ def _nuts(
     )
     data = jax.tree.map(jnp.asarray, arrays)
     run = _nuts_fn(spec, chains, draws, warmup, target_accept)
-    z, diverging = jax.device_get(run(jnp.asarray(init), jax.random.split(k_run, chains), data))
+    if not np.all(np.isfinite(cov)):
+        cov = np.diag(np.asarray(prior.scale) ** 2)
+    keys = jax.random.split(k_run, chains)
+    z, diverging = jax.device_get(run(jnp.asarray(init), keys, data, jnp.asarray(cov)))
     z = np.asarray(z)
     ll = np.asarray(_loglik_fn(spec)(jnp.asarray(z.reshape(-1, z.shape[-1])), data))
     ll = ll.reshape(chains, draws, -1)

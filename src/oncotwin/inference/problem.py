@@ -66,8 +66,10 @@ class SubjectArrays(NamedTuple):
     prior_chol: Any  # lower Cholesky factor of the prior covariance
 
 
-def bucket(n: int, smallest: int = 8) -> int:
-    """Padded length for `n` rows: the next power of two, so few shapes are compiled."""
+def bucket(n: int, smallest: int = 16) -> int:
+    """Padded length for `n` rows: the next power of two, so few shapes are compiled. At least
+    16: a typical cohort (a few to 16 visits per subject) then compiles one shape, not two; on
+    CPU the padded rows cost little next to a second compilation."""
     return max(smallest, 1 << max(0, math.ceil(math.log2(max(n, 1)))))
 
 
