@@ -1,7 +1,7 @@
 """Speed of the population workflow (issue targets in brackets), warm unless said otherwise.
 
 - population fit, vaghi2020-breast (66 subjects x ~9 observations), NUTS 4 chains x 500
-  (+500 warm-up)                                                     [<= 5 s]
+  (+500 warm-up), median of seeds 0-2                                [<= 5 s]
 - the same by SVI (3000 steps)                                       (fast alternative)
 - one twin update (one new observation, SMC reweighting)            [<= 0.5 s]
 - calibrating 1,000 subjects with a population prior, batched Laplace  [<= 60 s]
@@ -9,12 +9,17 @@
   cache                                                              [<= 30 s]
   (also with --pool, and in a new process whose persistent compile cache a previous run filled)
 
-Usage: python benchmarks/population.py [--skip-nuts]
+With `--baseline-src DIR` (a checkout of an earlier version, e.g. made by
+`git worktree add /tmp/oncotwin-base COMMIT`) the population NUTS fit and the cold NUTS
+`predict` also run with that version's `src/` first on the path, side by side in the same run.
+
+Usage: python benchmarks/population.py [--skip-nuts] [--baseline-src DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -28,11 +33,32 @@ import pandas as pd
 
 from oncotwin import datasets
 from oncotwin.errors import ConvergenceWarning
-from oncotwin.inference import population
 from oncotwin.inference.calibrate import calibrate_subjects, subjects_from
 from oncotwin.inference.population import fit_population
 from oncotwin.inference.problem import SubjectData
 from oncotwin.twin import DigitalTwin
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+# Population NUTS fits in a fresh process (so an earlier version can run it too): one
+# compiling fit, then seeds 0-2 timed. Prints [[seconds, diagnostics ok], ...] and the module path.
+FIT_SEEDS = """
+import json, time, warnings
+import oncotwin
+from oncotwin import datasets
+from oncotwin.errors import ConvergenceWarning
+from oncotwin.inference.calibrate import subjects_from
+from oncotwin.inference.population import fit_population
+warnings.simplefilter("ignore", ConvergenceWarning)
+breast = subjects_from(datasets.load("vaghi2020-breast"))
+fit_population("gompertz", breast, method="nuts", seed=0)
+out = []
+for seed in (0, 1, 2):
+    start = time.perf_counter()
+    pop = fit_population("gompertz", breast, method="nuts", seed=seed)
+    out.append([time.perf_counter() - start, bool(pop.diagnostics.ok)])
+print(json.dumps({"fits": out, "module": oncotwin.__file__}))
+"""
 
 
 def timed(fn):  # type: ignore[no-untyped-def]
@@ -41,42 +67,39 @@ def timed(fn):  # type: ignore[no-untyped-def]
     return out, time.perf_counter() - start
 
 
+def with_src(src: Path, env: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment that imports oncotwin from `src` (ahead of the installed package)."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join([str(src), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return env
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-nuts", action="store_true")
+    parser.add_argument("--baseline-src", type=Path, help="checkout of an earlier version")
     args = parser.parse_args()
     warnings.simplefilter("ignore", ConvergenceWarning)
     breast = subjects_from(datasets.load("vaghi2020-breast"))
+    versions = [("", SRC)]
+    if args.baseline_src:
+        versions.append((" [baseline]", args.baseline_src.resolve() / "src"))
     rows = []
 
-    def fit(method: str, seed: int = 0, first_metric: bool = True):  # type: ignore[no-untyped-def]
-        # first_metric=False: the sampler's identity starting metric (the baseline, before the
-        # metric was scaled from the individual fits), by emptying the guess it is built from
-        guess = population._posterior_sd_guess
-        if not first_metric:
-            population._posterior_sd_guess = lambda *args: {}
-        try:
-            return fit_population("gompertz", breast, method=method, seed=seed)
-        finally:
-            population._posterior_sd_guess = guess
-
     if not args.skip_nuts:
-        fit("nuts"), fit("nuts", first_metric=False)  # compile both
-        times: dict[bool, list[float]] = {True: [], False: []}
-        ok: dict[bool, int] = {True: 0, False: 0}
-        for seed in (0, 1, 2):
-            for first_metric in (True, False):  # interleaved: the machine's load hits both
-                pop, secs = timed(lambda s=seed, f=first_metric: fit("nuts", s, f))
-                times[first_metric].append(secs)
-                ok[first_metric] += pop.diagnostics.ok
-        for first_metric, label in ((True, ""), (False, ", identity first metric (before)")):
-            rows.append((f"population fit, 66 subjects, NUTS 4x500{label}, median of seeds 0-2",
-                         float(np.median(times[first_metric])), 5.0))  # fmt: skip
-            rows.append((f"  (diagnostics ok in {ok[first_metric]} of 3 seeds; each: "
-                         + ", ".join(f"{t:.1f}" for t in times[first_metric]) + ")",
-                         float("nan"), None))  # fmt: skip
-    fit("svi")
-    pop, secs = timed(lambda: fit("svi"))
+        for tag, src in versions:
+            done = subprocess.run([sys.executable, "-c", FIT_SEEDS], env=with_src(src),
+                                  check=True, capture_output=True, text=True)  # fmt: skip
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            assert Path(result["module"]).is_relative_to(src), result["module"]
+            secs = [t for t, _ in result["fits"]]
+            ok = sum(o for _, o in result["fits"])
+            rows.append((f"population fit, 66 subjects, NUTS 4x500, median of seeds 0-2{tag}",
+                         float(np.median(secs)), 5.0))  # fmt: skip
+            rows.append((f"  (diagnostics ok in {ok} of 3 seeds; each: "
+                         + ", ".join(f"{t:.1f}" for t in secs) + ")", float("nan"), None))  # fmt: skip
+    pop = fit_population("gompertz", breast, method="svi")  # compile
+    pop, secs = timed(lambda: fit_population("gompertz", breast, method="svi"))
     rows.append(("population fit, 66 subjects, SVI 3000 steps (warm)", secs, None))
 
     # one twin update: lung-3 with its last observation arriving
@@ -88,8 +111,6 @@ def main() -> None:
     twin.update(lung, seed=0)  # compile
     (_, update), secs = timed(lambda: twin.update(lung, seed=1))
     rows.append((f"one twin update ({update.how}, warm)", secs, 0.5))
-
-    # 1,000 subjects with a population prior: the breast cohort repeated with jittered values
     rng = np.random.default_rng(0)
     many = [
         SubjectData(
@@ -105,7 +126,7 @@ def main() -> None:
         for s in breast
     ][:1000]
     prior = pop.prior()
-    calibrate_subjects("gompertz", many[:64], method="laplace", prior=prior)  # compile
+    calibrate_subjects("gompertz", many, method="laplace", prior=prior)  # compile this batch shape
     _, secs = timed(lambda: calibrate_subjects("gompertz", many, method="laplace", prior=prior))
     rows.append(("1,000 subjects with a population prior, Laplace (warm)", secs, 60.0))
 
@@ -120,18 +141,18 @@ def main() -> None:
         cold = {**os.environ, "ONCOTWIN_JAX_CACHE": ""}
         cached = {**os.environ, "ONCOTWIN_JAX_CACHE": str(Path(tmp, "jax-cache"))}
         runs = [
-            ("laplace", [], cold, "cold"),
-            ("nuts", [], cold, "cold"),
-            ("nuts", ["--pool"], cold, "--pool, cold"),
-            ("nuts", [], cached, None),  # fills the persistent compile cache
-            ("nuts", [], cached, "new process, compile cache filled by a previous run"),
+            ("laplace", [], cold, SRC, "cold"),
+            *[("nuts", [], cold, src, f"cold{tag}") for tag, src in versions],
+            *[("nuts", ["--pool"], cold, src, f"--pool, cold{tag}") for tag, src in versions],
+            ("nuts", [], cached, SRC, None),  # fills the persistent compile cache
+            ("nuts", [], cached, SRC, "new process, compile cache filled by a previous run"),
         ]
-        for method, extra, env, label in runs:
+        for method, extra, env, src, label in runs:
             cmd = [sys.executable, "-m", "oncotwin.cli", "predict", "--history", str(h),
                    "--targets", str(t), "--out", str(o), "--model", "gompertz", "--method", method,
                    *extra]  # fmt: skip
-            _, secs = timed(lambda cmd=cmd, env=env: subprocess.run(cmd, check=True, env=env,
-                                                                    capture_output=True))  # fmt: skip
+            _, secs = timed(lambda cmd=cmd, env=with_src(src, env): subprocess.run(
+                cmd, check=True, env=env, capture_output=True))  # fmt: skip
             if label:
                 rows.append((f"oncotwin predict, 66 subjects, {method} ({label})", secs, 30.0))
             pd.read_csv(o)  # the output exists and parses

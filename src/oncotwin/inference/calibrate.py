@@ -7,10 +7,8 @@ subject (or the next version of a twin) reuses them: "jit once per shape".
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -31,13 +29,13 @@ from .problem import (
     make_spec,
     pointwise_loglik,
 )
+from .threads import map_in_threads
 
 METHODS = ("nuts", "laplace")
 MAP_STARTS = 4  # multi-start optimisation: prior mean and three prior draws at half spread
 MAP_MAX_ITER = 300
 LAPLACE_DOF = 4.0  # degrees of freedom of the Student-t importance proposal
 LAPLACE_WIDEN = 2.0  # proposal scale relative to the Laplace (inverse-Hessian) scale
-NUTS_THREADS = min(8, os.cpu_count() or 1)  # subjects sampled at once (see calibrate_subjects)
 
 
 def _psis_resample(log_weights: np.ndarray, seed: int) -> tuple[np.ndarray, float]:
@@ -274,27 +272,15 @@ def calibrate_subjects(
         return _nuts(subjects[i], spec, arrays, res["z_map"], res["cov"], key, priors[i], seed,
                      settings, chains, draws, warmup, target_accept)  # fmt: skip
 
-    # One subject per thread: a NUTS run is a long chain of small XLA operations that keeps one
-    # core busy, and XLA releases the GIL while it runs. The first subject of each compiled shape
-    # runs on this thread, so no shape is compiled twice. Results do not depend on the threads
-    # (subject i always uses its own key).
-    futures: list[Future[Posterior]] = []
-    compiled: set[Any] = set()
-    with ThreadPoolExecutor(max_workers=NUTS_THREADS) as pool:
-        for i, (spec, arrays, _, _) in enumerate(fits):
-            shape = (spec, tuple(np.shape(leaf) for leaf in jax.tree.leaves(arrays)))
-            if shape in compiled:
-                futures.append(pool.submit(one, i))
-                continue
-            compiled.add(shape)
-            done: Future[Posterior] = Future()
-            done.set_result(one(i))
-            futures.append(done)
-        out = []
-        for future in futures:
-            out.append(future.result())
-            if progress:
-                progress(1)
+    def shape(i: int) -> Any:  # what _nuts_fn compiles for
+        spec, arrays, _, _ = fits[i]
+        return spec, tuple(np.shape(leaf) for leaf in jax.tree.leaves(arrays))
+
+    out = []
+    for post in map_in_threads(one, range(len(subjects)), shape):  # subjects in parallel
+        out.append(post)
+        if progress:
+            progress(1)
     return out
 
 

@@ -37,6 +37,7 @@ from .calibrate import _laplace_all, _loglik_fn, _posterior
 from .posterior import Diagnostics, Posterior
 from .priors import Prior
 from .problem import Spec, SubjectArrays, SubjectData, bucket, make_spec, pointwise_loglik
+from .threads import map_in_threads
 
 MIN_SUBJECTS = 3  # a population fit needs at least this many subjects
 OMEGA_SCALE = 1.0  # HalfNormal scale of the between-subject SDs (log scale: a factor e)
@@ -536,9 +537,15 @@ def fit_population(
     if method == "nuts":
         run = _nuts_population_fn(spec, layout, chains, draws, warmup, target_accept)
         sd = _posterior_sd_guess(layout, own, omega0, default, coef.shape[0] - 1, len(subjects))
-        samples, diverging = jax.device_get(
-            run(init, sd, jax.random.split(key, chains), data, jnp.asarray(x), hyper)
-        )
+        x_jax = jnp.asarray(x)
+        # One chain per call, the chains on a thread per core (inference/threads.py); a chain
+        # also no longer waits for the longest trajectory of a vmapped batch at every draw.
+        per_chain = list(map_in_threads(
+            lambda k: jax.device_get(run(init, sd, k[None], data, x_jax, hyper)),
+            list(jax.random.split(key, chains)),
+        ))  # fmt: skip
+        samples = {k: np.concatenate([c[0][k] for c in per_chain]) for k in per_chain[0][0]}
+        diverging = np.concatenate([c[1] for c in per_chain])
         diagnostics = _diagnostics(samples, int(np.sum(diverging)), chains)
         settings: dict[str, Any] = {"chains": chains, "draws": draws, "warmup": warmup,
                     "target_accept": target_accept}  # fmt: skip
