@@ -58,8 +58,15 @@ def test_nuts_on_threads_equals_one_subject_at_a_time(monkeypatch):
     rng = np.random.default_rng(5)
     t = np.linspace(0.0, 20.0, 7)
     subjects = [
-        SubjectData(f"s{i}", t, 100.0 * np.exp(0.05 * (1 + i) * t + 0.1 * rng.standard_normal(7)),
-                    np.zeros(7, bool), Schedule(), "volume", "mm3")  # fmt: skip
+        SubjectData(
+            f"s{i}",
+            t,
+            100.0 * np.exp(0.05 * (1 + i) * t + 0.1 * rng.standard_normal(7)),
+            np.zeros(7, bool),
+            Schedule(),
+            "volume",
+            "mm3",
+        )  # fmt: skip
         for i in range(4)
     ]
     runs = {}
