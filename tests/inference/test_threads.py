@@ -1,5 +1,5 @@
-"""Subjects and chains on a thread per core: same results as one at a time, in order, each
-compiled shape first on the calling thread, and an error stops the queue."""
+"""Subjects and chains on a thread per core: same results as one at a time, in order, and an
+error stops the queue."""
 
 from __future__ import annotations
 
@@ -20,8 +20,8 @@ from oncotwin.schedule import Schedule
 SHORT = {"chains": 2, "draws": 20, "warmup": 5}  # the compiled sampler of test_calibrate's `bad`
 
 
-def test_results_in_order_first_of_each_shape_on_the_calling_thread(monkeypatch):
-    monkeypatch.setattr(threads, "THREADS", 2)
+def test_results_in_order_computed_on_the_pool(monkeypatch):
+    monkeypatch.setattr(threads, "THREADS", 3)
     caller = threading.get_ident()
     ran_on: dict[int, int] = {}
 
@@ -30,10 +30,8 @@ def test_results_in_order_first_of_each_shape_on_the_calling_thread(monkeypatch)
         time.sleep(0.01 * (5 - i % 5))  # later items finish first
         return i * i
 
-    out = list(map_in_threads(work, range(10), shape=lambda i: i % 3))
-    assert out == [i * i for i in range(10)]
-    assert all(ran_on[i] == caller for i in (0, 1, 2))  # first of shapes 0, 1, 2
-    assert all(ran_on[i] != caller for i in range(3, 10))
+    assert list(map_in_threads(work, range(10))) == [i * i for i in range(10)]
+    assert caller not in ran_on.values() and 1 < len(set(ran_on.values())) <= 3
 
 
 def test_an_error_is_raised_and_the_queued_items_do_not_start(monkeypatch):

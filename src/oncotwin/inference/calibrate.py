@@ -106,6 +106,10 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
             _hessian(loss, z_map, exact=spec.closed_form or spec.model.fixed_step)
         )
         evals = jnp.maximum(evals, 1.0 / jnp.max(jnp.sum(data.prior_chol**2, axis=1)))
+        converged = jnp.isfinite(losses[best]) & (grad_norm < 1e-3 * (1.0 + jnp.abs(losses[best])))
+        out = {"z_map": z_map, "cov": (evecs / evals) @ evecs.T, "converged": converged}
+        if n_draws == 0:  # the start of NUTS: mode and covariance only (less to compile)
+            return out
         # Proposal: multivariate Student-t (LAPLACE_DOF) around the mode, LAPLACE_WIDEN times the
         # Laplace scale. Its heavy tails cover the t-like, skewed marginals of small-sample posteriors, so the
         # Pareto-smoothed importance resampling below can move mass into the tails; a Gaussian
@@ -121,15 +125,7 @@ def _laplace_fn(spec: Spec, n_draws: int) -> Callable[..., Any]:
         log_q = -0.5 * (LAPLACE_DOF + n) * jnp.log1p(jnp.sum(u**2, axis=1) / LAPLACE_DOF)
         log_p = jax.vmap(lambda z: log_posterior(spec, z, data))(draws)
         loglik = jax.vmap(lambda z: pointwise_loglik(spec, z, data))(draws)
-        converged = jnp.isfinite(losses[best]) & (grad_norm < 1e-3 * (1.0 + jnp.abs(losses[best])))
-        return {
-            "z": draws,
-            "log_weights": log_p - log_q,
-            "log_lik": loglik,
-            "z_map": z_map,
-            "cov": (evecs / evals) @ evecs.T,  # the Laplace covariance: NUTS's first metric
-            "converged": converged,
-        }
+        return out | {"z": draws, "log_weights": log_p - log_q, "log_lik": loglik}
 
     return jax.jit(jax.vmap(one))
 
@@ -252,7 +248,7 @@ def calibrate_subjects(
         settings = {"method": method, "draws": chains * draws, "proposal": f"Student-t({LAPLACE_DOF:g})",
                     "proposal_scale": LAPLACE_WIDEN, "map_starts": MAP_STARTS}  # fmt: skip
     settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
-    n_laplace = chains * draws if method == "laplace" else 1
+    n_laplace = chains * draws if method == "laplace" else 0
     fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace)
     if method == "laplace":
         out = []
@@ -272,12 +268,8 @@ def calibrate_subjects(
         return _nuts(subjects[i], spec, arrays, res["z_map"], res["cov"], key, priors[i], seed,
                      settings, chains, draws, warmup, target_accept)  # fmt: skip
 
-    def shape(i: int) -> Any:  # what _nuts_fn compiles for
-        spec, arrays, _, _ = fits[i]
-        return spec, tuple(np.shape(leaf) for leaf in jax.tree.leaves(arrays))
-
     out = []
-    for post in map_in_threads(one, range(len(subjects)), shape):  # subjects in parallel
+    for post in map_in_threads(one, range(len(subjects))):  # subjects in parallel
         out.append(post)
         if progress:
             progress(1)
