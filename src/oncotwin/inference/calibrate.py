@@ -7,6 +7,7 @@ subject (or the next version of a twin) reuses them: "jit once per shape".
 from __future__ import annotations
 
 import functools
+import threading
 import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
@@ -249,6 +250,16 @@ def calibrate_subjects(
                     "proposal_scale": LAPLACE_WIDEN, "map_starts": MAP_STARTS}  # fmt: skip
     settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
     n_laplace = chains * draws if method == "laplace" else 0
+    if method == "nuts":
+        compiling = _compile_nuts_in_background(
+            _groups(m, err, subjects, solver),
+            subjects,
+            priors,
+            chains,
+            draws,
+            warmup,
+            target_accept,
+        )
     fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace)
     if method == "laplace":
         out = []
@@ -268,12 +279,52 @@ def calibrate_subjects(
         return _nuts(subjects[i], spec, arrays, res["z_map"], res["cov"], key, priors[i], seed,
                      settings, chains, draws, warmup, target_accept)  # fmt: skip
 
+    compiling.join()
     out = []
     for post in map_in_threads(one, range(len(subjects))):  # subjects in parallel
         out.append(post)
         if progress:
             progress(1)
     return out
+
+
+def _groups(
+    m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], solver: SolverSettings
+) -> dict[tuple[Spec, tuple[int, int, int]], list[int]]:
+    """Subjects (indices) by the compiled function they need: Spec and padded data shape."""
+    groups: dict[tuple[Spec, tuple[int, int, int]], list[int]] = {}
+    for i, s in enumerate(subjects):
+        spec = make_spec(m, err, s.schedule, solver, censoring=bool(s.censored.any()))
+        shape = (
+            bucket(len(s.times)),
+            bucket(len(s.schedule.doses), 1),
+            bucket(len(s.schedule.switches), 1),
+        )
+        groups.setdefault((spec, shape), []).append(i)
+    return groups
+
+
+def _compile_nuts_in_background(
+    groups: dict[tuple[Spec, tuple[int, int, int]], list[int]], subjects: Sequence[SubjectData],
+    priors: Sequence[Prior], chains: int, draws: int, warmup: int, target_accept: float,
+) -> threading.Thread:  # fmt: skip
+    """Compile the sampler for every group on another thread while the MAP fits that start it
+    run: a cold start spends about as long compiling each as the other (4.8 and 6.5 s)."""
+
+    def compile_all() -> None:
+        for (spec, shape), idx in groups.items():
+            data = jax.tree.map(jnp.asarray, subjects[idx[0]].arrays(priors[idx[0]], None, *shape))
+            n = len(priors[idx[0]].names)
+            keys = jax.random.split(jax.random.PRNGKey(0), chains)
+            run: Any = _nuts_fn(spec, chains, draws, warmup, target_accept)  # jitted: has .lower
+            try:
+                run.lower(jnp.zeros((chains, n)), keys, data, jnp.eye(n)).compile()
+            except Exception:  # noqa: BLE001 (the sampler's own call raises it where it belongs)
+                return
+
+    thread = threading.Thread(target=compile_all, name="compile-nuts", daemon=True)
+    thread.start()
+    return thread
 
 
 def _laplace_all(
@@ -286,17 +337,8 @@ def _laplace_all(
     """
     base_key = jax.random.PRNGKey(seed)
     keys = [jax.random.fold_in(base_key, i) for i in range(len(subjects))]
-    groups: dict[Any, list[int]] = {}
-    for i, s in enumerate(subjects):
-        spec = make_spec(m, err, s.schedule, solver, censoring=bool(s.censored.any()))
-        shape = (
-            bucket(len(s.times)),
-            bucket(len(s.schedule.doses), 1),
-            bucket(len(s.schedule.switches), 1),
-        )
-        groups.setdefault((spec, shape), []).append(i)
     out: list[Any] = [None] * len(subjects)
-    for (spec, shape), idx in groups.items():
+    for (spec, shape), idx in _groups(m, err, subjects, solver).items():
         arrays = [subjects[i].arrays(priors[i], None, *shape) for i in idx]
         # Pad the batch to a power of two (repeating the first subject): few compiled shapes.
         pad = [0] * (bucket(len(idx), 1) - len(idx))
