@@ -250,17 +250,12 @@ def calibrate_subjects(
                     "proposal_scale": LAPLACE_WIDEN, "map_starts": MAP_STARTS}  # fmt: skip
     settings |= {"error_model": err.name, "rtol": solver.rtol, "atol": solver.atol}
     n_laplace = chains * draws if method == "laplace" else 0
+    groups = _groups(m, err, subjects, solver)
     if method == "nuts":
         compiling = _compile_nuts_in_background(
-            _groups(m, err, subjects, solver),
-            subjects,
-            priors,
-            chains,
-            draws,
-            warmup,
-            target_accept,
+            groups, subjects, priors, chains, draws, warmup, target_accept
         )
-    fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace)
+    fits = _laplace_all(m, err, subjects, priors, seed, solver, n_laplace, groups)
     if method == "laplace":
         out = []
         for subject, prior, (spec, _, _, res) in zip(subjects, priors, fits, strict=True):
@@ -288,11 +283,15 @@ def calibrate_subjects(
     return out
 
 
+# Subjects (indices) by the compiled function they need: Spec and padded (obs, doses, switches).
+Groups = dict[tuple[Spec, tuple[int, int, int]], list[int]]
+
+
 def _groups(
     m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], solver: SolverSettings
-) -> dict[tuple[Spec, tuple[int, int, int]], list[int]]:
+) -> Groups:
     """Subjects (indices) by the compiled function they need: Spec and padded data shape."""
-    groups: dict[tuple[Spec, tuple[int, int, int]], list[int]] = {}
+    groups: Groups = {}
     for i, s in enumerate(subjects):
         spec = make_spec(m, err, s.schedule, solver, censoring=bool(s.censored.any()))
         shape = (
@@ -305,7 +304,7 @@ def _groups(
 
 
 def _compile_nuts_in_background(
-    groups: dict[tuple[Spec, tuple[int, int, int]], list[int]], subjects: Sequence[SubjectData],
+    groups: Groups, subjects: Sequence[SubjectData],
     priors: Sequence[Prior], chains: int, draws: int, warmup: int, target_accept: float,
 ) -> threading.Thread:  # fmt: skip
     """Compile the sampler for every group on another thread while the MAP fits that start it
@@ -329,16 +328,19 @@ def _compile_nuts_in_background(
 
 def _laplace_all(
     m: TumourModel, err: ErrorModel, subjects: Sequence[SubjectData], priors: Sequence[Prior], seed: int,
-    solver: SolverSettings, n_draws: int,
+    solver: SolverSettings, n_draws: int, groups: Groups | None = None,
 ) -> list[tuple[Spec, SubjectArrays, Any, dict[str, np.ndarray]]]:  # fmt: skip
-    """MAP + Laplace for every subject, vmapped over subjects that share a compiled function.
+    """MAP + Laplace for every subject, vmapped over subjects that share a compiled function
+    (`groups`, from :func:`_groups` unless the caller has them already).
 
     Returns (spec, arrays, key, result) per subject, in order.
     """
+    if groups is None:
+        groups = _groups(m, err, subjects, solver)
     base_key = jax.random.PRNGKey(seed)
     keys = [jax.random.fold_in(base_key, i) for i in range(len(subjects))]
     out: list[Any] = [None] * len(subjects)
-    for (spec, shape), idx in _groups(m, err, subjects, solver).items():
+    for (spec, shape), idx in groups.items():
         arrays = [subjects[i].arrays(priors[i], None, *shape) for i in idx]
         # Pad the batch to a power of two (repeating the first subject): few compiled shapes.
         pad = [0] * (bucket(len(idx), 1) - len(idx))
