@@ -52,10 +52,10 @@ def subjects() -> list[SubjectData]:
 
 @pytest.fixture(scope="module")
 def pop(subjects: list[SubjectData]) -> Population:
-    # Fit seed 1: with seed 0 the 500-step ELBO of this cohort has not settled by the SVI
-    # check's 1-nat rule (same estimates), which would put the red banner on the page.
+    # 2000 steps: after 500 or 1000 the ELBO of this cohort had settled by the SVI check's
+    # 1-nat rule for some of seeds 0-2 and not others (which puts the red banner on the page).
     return fit_population(
-        "exponential", subjects, method="svi", svi_steps=500, chains=1, draws=200, seed=1
+        "exponential", subjects, method="svi", svi_steps=2000, chains=1, draws=200, seed=1
     )
 
 
