@@ -23,5 +23,7 @@ lint: install-test
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
+# One pytest worker per core (pytest-xdist); a file's tests share a worker, so module fixtures
+# are built once. On 2 cores the suite took 8.5 min this way against 15-20 min on one worker.
 test: install-test lint
-	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile $(PYTEST_ARGS)

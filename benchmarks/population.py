@@ -2,7 +2,8 @@
 
 - population fit, vaghi2020-breast (66 subjects x ~9 observations), NUTS 4 chains x 500
   (+500 warm-up), median of seeds 0-2                                [<= 5 s]
-- the same by SVI (3000 steps)                                       (fast alternative)
+- the same by SVI (3000 steps), warm and in a fresh process with an empty compile cache
+                                                                     (fast alternative)
 - one twin update (one new observation, SMC reweighting)            [<= 0.5 s]
 - calibrating 1,000 subjects with a population prior, batched Laplace  [<= 60 s]
 - `oncotwin predict` on the 66-subject breast file, end to end, cold process and cold JAX
@@ -10,8 +11,8 @@
   (also with --pool, and in a new process whose persistent compile cache a previous run filled)
 
 With `--baseline-src DIR` (a checkout of an earlier version, e.g. made by
-`git worktree add /tmp/oncotwin-base COMMIT`) the population NUTS fit and the cold NUTS
-`predict` also run with that version's `src/` first on the path, side by side in the same run.
+`git worktree add /tmp/oncotwin-base COMMIT`) the population NUTS fit, the cold SVI fit and
+the cold NUTS `predict` also run with that version's `src/` first on the path, side by side in the same run.
 
 Usage: python benchmarks/population.py [--skip-nuts] [--baseline-src DIR]
 """
@@ -60,6 +61,22 @@ for seed in (0, 1, 2):
 print(json.dumps({"fits": out, "module": oncotwin.__file__}))
 """
 
+# A population SVI fit in a fresh process with an empty compile cache (everything compiled,
+# nothing cached): prints the seconds of the fit (imports excluded) and the module path.
+SVI_COLD = """
+import json, time, warnings
+import oncotwin
+from oncotwin import datasets
+from oncotwin.errors import ConvergenceWarning
+from oncotwin.inference.calibrate import subjects_from
+from oncotwin.inference.population import fit_population
+warnings.simplefilter("ignore", ConvergenceWarning)
+breast = subjects_from(datasets.load("vaghi2020-breast"))
+start = time.perf_counter()
+fit_population("gompertz", breast, method="svi")
+print(json.dumps({"seconds": time.perf_counter() - start, "module": oncotwin.__file__}))
+"""
+
 
 def timed(fn):  # type: ignore[no-untyped-def]
     start = time.perf_counter()
@@ -98,6 +115,14 @@ def main() -> None:
                          float(np.median(secs)), 5.0))  # fmt: skip
             rows.append((f"  (diagnostics ok in {ok} of 3 seeds; each: "
                          + ", ".join(f"{t:.1f}" for t in secs) + ")", float("nan"), None))  # fmt: skip
+    for tag, src in versions:
+        done = subprocess.run([sys.executable, "-c", SVI_COLD],
+                              env=with_src(src, {**os.environ, "ONCOTWIN_JAX_CACHE": ""}),
+                              check=True, capture_output=True, text=True)  # fmt: skip
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        assert Path(result["module"]).is_relative_to(src), result["module"]
+        rows.append((f"population fit, 66 subjects, SVI 3000 steps (cold){tag}",
+                     result["seconds"], None))  # fmt: skip
     fit_population("gompertz", breast, method="svi")  # compile
     pop, secs = timed(lambda: fit_population("gompertz", breast, method="svi"))
     rows.append(("population fit, 66 subjects, SVI 3000 steps (warm)", secs, None))
