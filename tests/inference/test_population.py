@@ -128,10 +128,12 @@ def test_covariates_and_errors():
 def test_first_metric_names_every_sampled_site():
     """The guess the sampler's first metric is built from covers every latent site of the
     population model with a shape that broadcasts to it (a misnamed site would silently fall
-    back to the identity metric), for centred and non-centred effects and a covariate."""
+    back to the identity metric), for centred and non-centred effects and a covariate; and SITES
+    lists them in the model's order (the order SVI flattens them in, as NumPyro would)."""
     from numpyro import handlers
 
     from oncotwin.inference.population import (
+        SITES,
         _cohort_arrays,
         _Layout,
         _population_model,
@@ -160,6 +162,7 @@ def test_first_metric_names_every_sampled_site():
     }
     guess = _posterior_sd_guess(layout, np.full((n, d + 1), 0.1), np.full(d, 0.3), default, 1, n)
     assert set(latent) == set(guess)
+    assert list(latent) == list(SITES)
     for site, shape in latent.items():
         if site != "corr_chol":  # sampled as a (2, 2) factor, one unconstrained value
             assert np.broadcast_shapes(guess[site].shape, shape) == shape, site

@@ -53,6 +53,8 @@ MIN_ERROR_SD = 0.05  # floor on the prior SD of the error parameters handed to n
 PREDICTIVE_DRAWS = 4  # random-effect draws per posterior draw for the predictive prior
 LAPLACE_DRAWS = 256  # importance draws per subject to size its own posterior spread
 CENTRE_BELOW = 0.5  # centre a random effect when its own posterior SD < this x omega
+# The sampled sites of the cohort model, in the order it samples them.
+SITES = ("mu", "omega", "corr_chol", "beta", "z_error", "z_centred", "eta", "eta_unpooled")
 
 
 @dataclass(frozen=True)
@@ -644,9 +646,14 @@ def _svi(
     from numpyro.infer.util import constrain_fn, potential_energy, unconstrain_fn
 
     args = (spec, layout, data, x, hyper)
-    z0, unravel = ravel_pytree(
-        jax.jit(lambda v: unconstrain_fn(_population_model, args, {}, v))(init)
-    )
+    u0 = jax.jit(lambda v: unconstrain_fn(_population_model, args, {}, v))(init)
+    # Flattened in the model's order of sites, as NumPyro's guide flattens them: the order
+    # shapes the guide's Cholesky factor, and with it the optimiser's path.
+    sites = [k for k in SITES if k in u0]
+    z0, unravel_list = ravel_pytree([u0[k] for k in sites])
+
+    def unravel(z: Any) -> dict[str, Any]:
+        return dict(zip(sites, unravel_list(z), strict=True))
 
     @jax.jit
     def potential(z: Any) -> Any:
@@ -662,8 +669,8 @@ def _svi(
     k_fit, k_draw = jax.random.split(key)
     result = svi.run(k_fit, steps, progress_bar=False)
     z = guide.sample_posterior(k_draw, result.params, sample_shape=(n_draws,))["z"]
-    sites = [k for k in ("mu", "omega", "corr_chol", "beta", "z_error", "z_model")
-             if len(layout.pooled) > 1 or k != "corr_chol"]  # fmt: skip
+    kept = [k for k in ("mu", "omega", "corr_chol", "beta", "z_error", "z_model")
+            if len(layout.pooled) > 1 or k != "corr_chol"]  # fmt: skip
     constrain = jax.jit(jax.vmap(lambda zi: constrain_fn(
         _population_model, args, {}, unravel(zi), return_deterministic=True
     )))  # fmt: skip
@@ -674,4 +681,4 @@ def _svi(
         np.all(np.isfinite(losses[-tenth:]))
         and abs(losses[-tenth:].mean() - losses[-2 * tenth : -tenth].mean()) < 1.0
     )
-    return {k: np.asarray(samples[k]) for k in sites}, settled
+    return {k: np.asarray(samples[k]) for k in kept}, settled
