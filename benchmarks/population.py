@@ -12,7 +12,8 @@
 
 With `--baseline-src DIR` (a checkout of an earlier version, e.g. made by
 `git worktree add /tmp/oncotwin-base COMMIT`) the population NUTS fit, the cold SVI fit and
-the cold NUTS `predict` also run with that version's `src/` first on the path, side by side in the same run.
+the cold NUTS `predict` also run with that version's `src/` first on the path, side by side in
+the same run.
 
 Usage: python benchmarks/population.py [--skip-nuts] [--baseline-src DIR]
 """
