@@ -54,9 +54,11 @@ def world(request: pytest.FixtureRequest, tmp_path_factory, pg_schema_url) -> It
     w.svc.store.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def sqlite_world(tmp_path_factory) -> Iterator[World]:
-    """The populated service on SQLite only (browser, schemathesis)."""
+    """The populated service on SQLite only (browser, schemathesis), one per test module: the
+    fuzzer may withdraw a patient's consent, which the browser test, run after it (as the
+    parallel workers may), found refusing its forecast."""
     w = build_world(f"sqlite:///{tmp_path_factory.mktemp('svc') / 'oncotwin.db'}")
     with w.client:
         yield w
