@@ -92,6 +92,16 @@ def with_src(src: Path, env: dict[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_snippet(code: str, src: Path, env: dict[str, str] | None = None) -> dict:
+    """Run `code` (one of the snippets above) in a fresh process importing oncotwin from `src`;
+    returns the JSON object it prints last, after checking which oncotwin it imported."""
+    done = subprocess.run([sys.executable, "-c", code], env=with_src(src, env), check=True,
+                          capture_output=True, text=True)  # fmt: skip
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert Path(result["module"]).is_relative_to(src), result["module"]
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--skip-nuts", action="store_true")
@@ -106,10 +116,7 @@ def main() -> None:
 
     if not args.skip_nuts:
         for tag, src in versions:
-            done = subprocess.run([sys.executable, "-c", FIT_SEEDS], env=with_src(src),
-                                  check=True, capture_output=True, text=True)  # fmt: skip
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            assert Path(result["module"]).is_relative_to(src), result["module"]
+            result = run_snippet(FIT_SEEDS, src)
             secs = [t for t, _ in result["fits"]]
             ok = sum(o for _, o in result["fits"])
             rows.append((f"population fit, 66 subjects, NUTS 4x500, median of seeds 0-2{tag}",
@@ -117,11 +124,7 @@ def main() -> None:
             rows.append((f"  (diagnostics ok in {ok} of 3 seeds; each: "
                          + ", ".join(f"{t:.1f}" for t in secs) + ")", float("nan"), None))  # fmt: skip
     for tag, src in versions:
-        done = subprocess.run([sys.executable, "-c", SVI_COLD],
-                              env=with_src(src, {**os.environ, "ONCOTWIN_JAX_CACHE": ""}),
-                              check=True, capture_output=True, text=True)  # fmt: skip
-        result = json.loads(done.stdout.strip().splitlines()[-1])
-        assert Path(result["module"]).is_relative_to(src), result["module"]
+        result = run_snippet(SVI_COLD, src, {**os.environ, "ONCOTWIN_JAX_CACHE": ""})
         rows.append((f"population fit, 66 subjects, SVI 3000 steps (cold){tag}",
                      result["seconds"], None))  # fmt: skip
     fit_population("gompertz", breast, method="svi")  # compile

@@ -311,10 +311,10 @@ def _compile_nuts_in_background(
     run: a cold start spends about as long compiling each as the other (4.8 and 6.5 s)."""
 
     def compile_all() -> None:
+        keys = jax.random.split(jax.random.PRNGKey(0), chains)  # only their shape matters
         for (spec, shape), idx in groups.items():
             data = jax.tree.map(jnp.asarray, subjects[idx[0]].arrays(priors[idx[0]], None, *shape))
             n = len(priors[idx[0]].names)
-            keys = jax.random.split(jax.random.PRNGKey(0), chains)
             run: Any = _nuts_fn(spec, chains, draws, warmup, target_accept)  # jitted: has .lower
             try:
                 run.lower(jnp.zeros((chains, n)), keys, data, jnp.eye(n)).compile()
