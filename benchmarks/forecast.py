@@ -26,7 +26,8 @@ Methods, all on the same histories and targets, in one run:
 - oncotwin predict, through the CLI; with --reference also `oncotwin predict --reference`;
   with --pool also `oncotwin predict --pool` (all subjects' histories fitted jointly in one
   population model) and, with both, `--reference --pool` (the reference cohort's complete data
-  and the subjects' histories fitted jointly).
+  and the subjects' histories fitted jointly). With --error-model proportional,combined every
+  oncotwin variant runs once per residual error model (rows marked --error-model combined).
   Reference cohorts are 2-fold: the subjects are split in two halves (alternate ids) and each
   half's complete data is the reference for the other half.
 
@@ -41,6 +42,7 @@ Usage:
                                   [--reference]   # also the Vaghi baseline and predict --reference
                                   [--pool]        # also predict --pool (and --reference --pool)
                                   [--covariate arm]  # populations adjust for this column
+                                  [--error-model proportional,combined] [--seed 0]
 Defaults: --method nuts --model auto --datasets lung,breast --protocol last3.
 Quick run: --method laplace --model gompertz --datasets lung --protocol last3,first3 --reference
 """
@@ -99,14 +101,16 @@ def split(name: str, protocol: str) -> tuple[pd.DataFrame, pd.DataFrame]:
 
 
 def run_predict(history: pd.DataFrame, targets: pd.DataFrame, args: argparse.Namespace,
-                reference: pd.DataFrame | None = None, pool: bool = False) -> pd.DataFrame:  # fmt: skip
+                reference: pd.DataFrame | None = None, pool: bool = False,
+                error_model: str = "proportional") -> pd.DataFrame:  # fmt: skip
     """Run the `oncotwin predict` CLI; returns its output table."""
     with tempfile.TemporaryDirectory() as tmp:
         h, t, p = Path(tmp, "H.csv"), Path(tmp, "T.csv"), Path(tmp, "P.csv")
         history.to_csv(h, index=False)
         targets[["id", "time"]].to_csv(t, index=False)
         cmd = [sys.executable, "-m", "oncotwin.cli", "predict", "--history", str(h), "--targets", str(t),
-               "--out", str(p), "--model", args.model, "--method", args.method, "--seed", "0"]  # fmt: skip
+               "--out", str(p), "--model", args.model, "--method", args.method, "--seed", str(args.seed),
+               "--error-model", error_model]  # fmt: skip
         if reference is not None:
             r = Path(tmp, "R.csv")
             reference.to_csv(r, index=False)
@@ -210,6 +214,27 @@ def timed(fn: Callable[[], pd.DataFrame]) -> tuple[pd.DataFrame, float]:
     return fn(), time.perf_counter() - start
 
 
+def oncotwin_methods(history: pd.DataFrame, truth: pd.DataFrame, full: pd.DataFrame,
+                     args: argparse.Namespace, em: str, suffix: str) -> dict[str, Callable]:  # fmt: skip
+    """The `oncotwin predict` variants asked for, with error model `em`, by label."""
+
+    def run(pool: bool) -> Callable[..., pd.DataFrame]:
+        return lambda h, t, r: run_predict(h, t, args, reference=r, pool=pool, error_model=em)
+
+    methods = {f"oncotwin predict{suffix}": lambda: run(False)(history, truth, None)}
+    if args.pool:
+        methods[f"oncotwin predict --pool{suffix}"] = lambda: run(True)(history, truth, None)
+    if args.reference:
+        methods[f"oncotwin predict --reference{suffix}"] = lambda: two_fold(
+            history, truth, full, run(False)
+        )
+    if args.reference and args.pool:
+        methods[f"oncotwin predict --reference --pool{suffix}"] = lambda: two_fold(
+            history, truth, full, run(True)
+        )
+    return methods
+
+
 def run_methods(name: str, protocol: str, args: argparse.Namespace) -> tuple[pd.DataFrame, list]:
     """Truth and [(label, predictions, seconds)] of every method on one data set x protocol."""
     history, truth = split(name, protocol)
@@ -219,27 +244,13 @@ def run_methods(name: str, protocol: str, args: argparse.Namespace) -> tuple[pd.
     def vaghi(h: pd.DataFrame, t: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
         return vaghi_population.forecast(observations(h), t, observations(r), injection)
 
-    def predict_ref(h: pd.DataFrame, t: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
-        return run_predict(h, t, args, reference=r)
-
-    def predict_ref_pool(h: pd.DataFrame, t: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
-        return run_predict(h, t, args, reference=r, pool=True)
-
     methods = {"curve_fit baseline": lambda: baseline(history, truth)}
     if args.reference:
         label = "Vaghi pop. reduced Gompertz" + (", V(0) known" if injection else "")
         methods[label] = lambda: two_fold(history, truth, full, vaghi)
-    methods["oncotwin predict"] = lambda: run_predict(history, truth, args)
-    if args.pool:
-        methods["oncotwin predict --pool"] = lambda: run_predict(history, truth, args, pool=True)
-    if args.reference:
-        methods["oncotwin predict --reference"] = lambda: two_fold(
-            history, truth, full, predict_ref
-        )
-    if args.reference and args.pool:
-        methods["oncotwin predict --reference --pool"] = lambda: two_fold(
-            history, truth, full, predict_ref_pool
-        )
+    for em in args.error_model.split(","):
+        suffix = "" if em == "proportional" else f" --error-model {em}"
+        methods |= oncotwin_methods(history, truth, full, args, em, suffix)
     return truth, [(label, *timed(fn)) for label, fn in methods.items()]
 
 
@@ -257,6 +268,11 @@ def main() -> None:
     parser.add_argument(
         "--pool", action="store_true", help="also run `oncotwin predict --pool` (joint population)"
     )
+    parser.add_argument("--seed", type=int, default=0, help="seed of oncotwin predict")
+    parser.add_argument(
+        "--error-model", default="proportional",
+        help="residual error model(s) of oncotwin predict, comma-separated: each adds its rows",
+    )  # fmt: skip
     parser.add_argument(
         "--covariate", action="append", default=[],
         help="covariate column for the populations of --reference and --pool (repeatable)",
@@ -271,13 +287,13 @@ def main() -> None:
             what = (f"last {HOLD_OUT.get(name, 3)} held out" if protocol == "last3"
                     else f"all after the first {FIRST} held out")  # fmt: skip
             print(f"\n{name}, protocol {protocol} ({what})")
-            print(f"{'method':<44}{'subjects':>9}{'points':>8}{'median |log err| (90% CI)':>27}"
+            print(f"{'method':<60}{'subjects':>9}{'points':>8}{'median |log err| (90% CI)':>27}"
                   f"{'mean |log err|':>16}{'90% cov':>9}{'hi/lo':>8}{'time s':>8}")  # fmt: skip
             for label, pred, secs in results:
                 s = score(pred, truth)
                 lo, hi = s["median_ci"]
                 median = f"{s['median']:.3f} ({lo:.3f}-{hi:.3f})"
-                print(f"{label:<44}{s['subjects']:>9}{s['points']:>8}{median:>27}"
+                print(f"{label:<60}{s['subjects']:>9}{s['points']:>8}{median:>27}"
                       f"{s['mean']:>16.3f}{s['coverage']:>9.2f}{s['width']:>8.2f}{secs:>8.1f}")  # fmt: skip
             sys.stdout.flush()
 

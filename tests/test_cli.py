@@ -234,6 +234,17 @@ def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Pat
     assert code == 2 and "no population 'nope'" in out
 
 
+def test_population_fit_with_an_unknown_error_model_ingests_nothing(
+    tmp_path: Path, lung_split: dict[str, Path]
+) -> None:
+    db = str(tmp_path / "bad.db")
+    code, out = run("population", "fit", "--name", "lung", "--data", str(lung_split["H"]),
+                    "--error-model", "additive", "--db", db)  # fmt: skip
+    assert code == 2 and "unknown error model 'additive'" in " ".join(out.split()), out
+    code, out = run("patients", "--db", db, "--json")
+    assert code == 0 and json.loads(out) == [], out
+
+
 def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) -> None:
     db = str(tmp_path / "u.db")
     ev = datasets.load("vaghi2020-lung").events
@@ -402,3 +413,32 @@ def test_predict_reference_population_adjusts_for_a_covariate(tmp_path: Path) ->
     said = " ".join(out.split())  # the console wraps long lines
     assert code == 2 and "arm = 'C' is not one of the population's levels ['A', 'B']" in said, out
     assert not (tmp_path / "no.csv").exists()
+
+
+def test_predict_error_model_reaches_every_calibration_and_the_population(
+    lung_split: dict[str, Path], tmp_path: Path
+) -> None:
+    """--error-model combined: the subjects' posteriors and the reference population behind
+    their priors both use the additive + proportional error; the forecasts keep the contract.
+    An unknown error model exits 2 before any fit and writes nothing."""
+    from oncotwin.data import read_events
+    from oncotwin.predict import predict, read_targets
+
+    ev = datasets.load("vaghi2020-lung").events
+    ev[ev["id"].isin(["lung-3", "lung-4", "lung-5", "lung-6"])].to_csv(
+        tmp_path / "ref.csv", index=False
+    )
+    result = predict(read_events(lung_split["H"]), read_targets(lung_split["T"]),
+                     model="gompertz", method="laplace", error_model="combined",
+                     reference=read_events(tmp_path / "ref.csv"))  # fmt: skip
+    for twin in result.twins.values():
+        post = twin.posterior
+        assert post.error_model == "combined" and post.names[-2:] == ("sigma", "sigma_add")
+        assert post.prior.source.startswith("reference population")
+    table = result.table
+    assert np.all(table["lo"] < table["median"]) and np.all(table["median"] < table["hi"])
+
+    out = tmp_path / "P.csv"
+    code, text = run("predict", "--history", str(lung_split["H"]), "--targets", str(lung_split["T"]),
+                     "--out", str(out), "--model", "gompertz", "--error-model", "additive")  # fmt: skip
+    assert code == 2 and "additive" in text and not out.exists(), text

@@ -115,6 +115,13 @@ def predict(
     method: Annotated[
         str, typer.Option(help="Calibration: 'nuts' (default) or 'laplace' (fast).")
     ] = "nuts",
+    error_model: Annotated[
+        str,
+        typer.Option(
+            help="Residual error: 'proportional' (log-normal) or 'combined' (additive + "
+            "proportional: small sizes measured with a larger relative error)."
+        ),
+    ] = "proportional",
     time_unit: Annotated[str, typer.Option(help="Time unit of the input files.")] = "day",
 ) -> None:
     """Forecast target times for every subject of a history file (the forecasting contract)."""
@@ -138,7 +145,8 @@ def predict(
         with progress_bars() as progress:
             result = run_predict(hist, tgt, model=model, level=level, reference=ref, pool=pool,
                                  covariates=covariate or (), seed=seed, method=method,
-                                 progress=progress, targets_source=str(targets))  # fmt: skip
+                                 error_model=error_model, progress=progress,
+                                 targets_source=str(targets))  # fmt: skip
     table = result.table
     if time_unit != "day":
         from .units import time_factor
@@ -367,6 +375,13 @@ def population_fit(
             "or log_baseline (log of the first observed size)."
         ),
     ] = None,
+    error_model: Annotated[
+        str,
+        typer.Option(
+            help="Residual error: 'proportional' (log-normal) or 'combined' (additive + "
+            "proportional: small sizes measured with a larger relative error)."
+        ),
+    ] = "proportional",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -377,8 +392,11 @@ def population_fit(
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
     with input_errors(), open_store(db) as store:
+        from .models import get_model
+        from .observe import get_error_model
         from .workflow import fit_named_population, ingest_data, load_source
 
+        get_model(model), get_error_model(error_model)  # bad names fail before any ingest
         if data is not None:
             source = load_source(data)
             ingest_data(store, source, data)
@@ -387,7 +405,7 @@ def population_fit(
             ids = [r.id for r in store.patients()]
         console(stderr=True).print(f"fitting {model} to {len(ids)} patients ({method}) ...")
         rec = fit_named_population(store, name, ids, model=model, method=method, seed=seed,
-                                   covariates=covariate or ())  # fmt: skip
+                                   covariates=covariate or (), error_model=error_model)  # fmt: skip
     _show_population(rec, as_json)
 
 

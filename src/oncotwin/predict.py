@@ -28,6 +28,7 @@ from .inference.posterior import Posterior
 from .inference.priors import Prior
 from .inference.problem import SubjectData
 from .models import get_model
+from .observe import get_error_model
 from .twin import DigitalTwin, stacked_twins
 
 # Population fits behind --reference: enough draws for the predictive mean and covariance.
@@ -84,6 +85,7 @@ def population_priors(
     subjects: Sequence[SubjectData],
     seed: int,
     covariates: Mapping[str, Mapping[str, float]],
+    error_model: str = "proportional",
 ) -> list[Prior]:
     """Each subject's prior from a population model fitted to the reference cohort.
 
@@ -96,7 +98,8 @@ def population_priors(
         # failure is written into each prior's source
         warnings.simplefilter("ignore", ConvergenceWarning)
         pop = fit_population(model, reference, covariates=ref_cov, seed=seed,
-                             source="reference population", **POPULATION_SAMPLER)  # fmt: skip
+                             error_model=error_model, source="reference population",
+                             **POPULATION_SAMPLER)  # fmt: skip
     priors = [pop.prior(covariates[s.id], seed=seed) for s in subjects]
     if not pop.diagnostics.ok:
         note = " (population fit not converged)"
@@ -110,6 +113,7 @@ def pooled_posteriors(
     subjects: Sequence[SubjectData],
     seed: int,
     covariates: Mapping[str, Mapping[str, float]],
+    error_model: str = "proportional",
 ) -> list[Posterior]:
     """Each subject's posterior from one population model fitted jointly to the reference
     cohort's data and every subject's history (see :func:`subject_posteriors`); `covariates`
@@ -122,7 +126,8 @@ def pooled_posteriors(
         # each posterior repeats a failed diagnosis of its own draws in its forecasts
         warnings.simplefilter("ignore", ConvergenceWarning)
         pop = fit_population(model, cohort, covariates=cohort_cov, seed=seed,
-                             source="pooled population", **POPULATION_SAMPLER)  # fmt: skip
+                             error_model=error_model, source="pooled population",
+                             **POPULATION_SAMPLER)  # fmt: skip
         return subject_posteriors(pop, subjects, cohort_cov, seed=seed)
 
 
@@ -171,6 +176,7 @@ def predict(
     covariates: Sequence[str] = (),
     seed: int = 0,
     method: str = "nuts",
+    error_model: str = "proportional",
     candidates: Sequence[str] | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
     targets_source: str = "targets",
@@ -194,6 +200,9 @@ def predict(
         method: "nuts" or "laplace" for the final calibration. With "auto", candidates are
             screened by Laplace (PSIS-LOO on importance-resampled Laplace draws) and the
             models kept in the stack are recalibrated with `method`.
+        error_model: residual error model of every calibration and population
+            (:mod:`oncotwin.observe`): "proportional" (log-normal) or "combined" (additive +
+            proportional: small sizes are measured with a larger relative error).
         candidates: models to compare for "auto" (default: :func:`candidates_for`).
         progress: ``progress(label, total)`` returns a callback advanced once per subject.
         targets_source: name of the targets file, for error messages.
@@ -204,11 +213,12 @@ def predict(
 
     Raises:
         DataError: a target subject has no history.
-        ModelError: unknown model, bad level, too few subjects to pool, or covariates
-            without a population (neither `reference` nor `pool`).
+        ModelError: unknown model or error model, bad level, too few subjects to pool, or
+            covariates without a population (neither `reference` nor `pool`).
     """
     if not 0 < level < 1:
         raise ModelError(f"level must be in (0, 1), got {level}")
+    get_error_model(error_model)  # an unknown name fails before any fit
     known = set(history.ids)
     for i, ident in enumerate(targets["id"]):
         if ident not in known:
@@ -238,17 +248,20 @@ def predict(
         if pool:
             if name not in pooled:
                 tick = progress(f"{name} (pooled population)", 1) if progress else None
-                pooled[name] = pooled_posteriors(name, ref_subjects or [], subjects, seed, coded)
+                pooled[name] = pooled_posteriors(
+                    name, ref_subjects or [], subjects, seed, coded, error_model
+                )
                 if tick:
                     tick(1)
             return pooled[name]
         if ref_subjects and name not in priors:
-            priors[name] = population_priors(name, ref_subjects, subjects, seed, coded)
+            priors[name] = population_priors(name, ref_subjects, subjects, seed, coded, error_model)
         prior = priors.get(name)
         tick = progress(f"{name} ({how})", len(subjects)) if progress else None
         return calibrate_subjects(
-            name, subjects, method=how, prior=prior, seed=seed, progress=tick, **calibration
-        )
+            name, subjects, method=how, error_model=error_model, prior=prior, seed=seed,
+            progress=tick, **calibration,
+        )  # fmt: skip
 
     comparison = None
     if model == "auto":
