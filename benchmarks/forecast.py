@@ -288,13 +288,13 @@ def main() -> None:
                     else f"all after the first {FIRST} held out")  # fmt: skip
             print(f"\n{name}, protocol {protocol} ({what})")
             print(f"{'method':<60}{'subjects':>9}{'points':>8}{'median |log err| (90% CI)':>27}"
-                  f"{'mean |log err|':>16}{'90% cov':>9}{'hi/lo':>8}{'time s':>8}")  # fmt: skip
+                  f"{'mean |log err|':>16}{'90% cov':>9}{'hi/lo':>9}{'time s':>8}")  # fmt: skip
             for label, pred, secs in results:
                 s = score(pred, truth)
                 lo, hi = s["median_ci"]
                 median = f"{s['median']:.3f} ({lo:.3f}-{hi:.3f})"
                 print(f"{label:<60}{s['subjects']:>9}{s['points']:>8}{median:>27}"
-                      f"{s['mean']:>16.3f}{s['coverage']:>9.2f}{s['width']:>8.2f}{secs:>8.1f}")  # fmt: skip
+                      f"{s['mean']:>16.3f}{s['coverage']:>9.2f}{s['width']:>9.3g}{secs:>8.1f}")  # fmt: skip
             sys.stdout.flush()
 
 

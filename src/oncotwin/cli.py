@@ -12,7 +12,16 @@ from typing import Annotated, Any
 
 import typer
 
-from .cli_common import DbOption, JsonOption, console, emit, input_errors, open_store, progress_bars
+from .cli_common import (
+    DbOption,
+    ErrorModelOption,
+    JsonOption,
+    console,
+    emit,
+    input_errors,
+    open_store,
+    progress_bars,
+)
 from .cli_optimize import optimize
 from .cli_service import audit_app, serve, users_app
 from .cli_spatial import spatial_app
@@ -115,13 +124,7 @@ def predict(
     method: Annotated[
         str, typer.Option(help="Calibration: 'nuts' (default) or 'laplace' (fast).")
     ] = "nuts",
-    error_model: Annotated[
-        str,
-        typer.Option(
-            help="Residual error: 'proportional' (log-normal) or 'combined' (additive + "
-            "proportional: small sizes measured with a larger relative error)."
-        ),
-    ] = "proportional",
+    error_model: ErrorModelOption = "proportional",
     time_unit: Annotated[str, typer.Option(help="Time unit of the input files.")] = "day",
 ) -> None:
     """Forecast target times for every subject of a history file (the forecasting contract)."""
@@ -375,13 +378,7 @@ def population_fit(
             "or log_baseline (log of the first observed size)."
         ),
     ] = None,
-    error_model: Annotated[
-        str,
-        typer.Option(
-            help="Residual error: 'proportional' (log-normal) or 'combined' (additive + "
-            "proportional: small sizes measured with a larger relative error)."
-        ),
-    ] = "proportional",
+    error_model: ErrorModelOption = "proportional",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:

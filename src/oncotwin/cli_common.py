@@ -19,6 +19,13 @@ DbOption = Annotated[
     ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ErrorModelOption = Annotated[
+    str,
+    typer.Option(
+        help="Residual error: 'proportional' (log-normal) or 'combined' (additive + "
+        "proportional: small sizes measured with a larger relative error)."
+    ),
+]
 
 
 def console(stderr: bool = False) -> Any:
