@@ -234,15 +234,21 @@ def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Pat
     assert code == 2 and "no population 'nope'" in out
 
 
-def test_population_fit_with_an_unknown_error_model_ingests_nothing(
-    tmp_path: Path, lung_split: dict[str, Path]
-) -> None:
+def test_population_fit_error_model(tmp_path: Path, lung_split: dict[str, Path]) -> None:
+    """--error-model combined is fitted and stored with the population; an unknown one exits 2
+    before the data are ingested."""
     db = str(tmp_path / "bad.db")
     code, out = run("population", "fit", "--name", "lung", "--data", str(lung_split["H"]),
                     "--error-model", "additive", "--db", db)  # fmt: skip
     assert code == 2 and "unknown error model 'additive'" in " ".join(out.split()), out
     code, out = run("patients", "--db", db, "--json")
     assert code == 0 and json.loads(out) == [], out
+    code, out = run("population", "fit", "--name", "lung", "--data", str(lung_split["H"]),
+                    "--error-model", "combined", "--method", "svi", "--db", db, "--json")  # fmt: skip
+    assert code == 0, out
+    fitted = json.loads(out[out.index("{") :])
+    assert fitted["error_model"] == "combined"
+    assert set(fitted["summary"]) == {"v0", "alpha", "beta", "sigma", "sigma_add"}
 
 
 def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) -> None:
