@@ -88,6 +88,22 @@ def test_combined_samples_have_combined_sd():
     assert abs(r.std(ddof=1) - sd) < 5 * sd / math.sqrt(2 * (N_SAMPLE - 1))
 
 
+def test_combined_samples_of_a_size_are_never_negative():
+    """Near zero the Normal's negative tail is recorded as 0: P(y = 0) = Phi(-f / sd)."""
+    sigma, sigma_add, f0 = 0.1, 4.0, 3.0
+    sd = math.sqrt(sigma_add**2 + (sigma * f0) ** 2)
+    f = jnp.full((N_SAMPLE,), f0)
+    theta = {"sigma": sigma, "sigma_add": sigma_add}
+    y = np.asarray(ERROR_MODELS["combined"].sample(jax.random.PRNGKey(5), f, theta))
+    p0 = 0.5 * math.erfc(f0 / sd / math.sqrt(2))  # Phi(-f0 / sd) = 0.228
+    assert np.all(y >= 0)
+    assert abs(np.mean(y == 0) - p0) < 5 * math.sqrt(p0 * (1 - p0) / N_SAMPLE)
+    positive = y[y > 0]  # above 0 the draws are the Normal's: its upper quartile is unchanged
+    assert np.quantile(positive, (0.75 - p0) / (1 - p0)) == pytest.approx(
+        f0 + 0.6745 * sd, rel=0.03
+    )
+
+
 def test_sampling_is_reproducible():
     m, f = ERROR_MODELS["proportional"], jnp.ones(5)
     a = np.asarray(m.sample(jax.random.PRNGKey(3), f, {"sigma": 0.2}))

@@ -3,7 +3,8 @@
 - ``proportional``: log-normal, ``log y ~ Normal(log f, sigma)`` — constant coefficient of
   variation, the usual choice for tumour sizes and biomarkers.
 - ``combined``: ``y ~ Normal(f, sqrt(sigma_add^2 + sigma^2 f^2))`` — additive + proportional,
-  for data near zero (small lesions, low PSA).
+  for data near zero (small lesions, low PSA). Simulated measurements are never negative: the
+  Normal's tail below 0 is recorded as 0, so forecast intervals of a size start at 0 at most.
 
 Both handle left-censoring: a value below the detection limit ``lloq`` contributes
 ``P(y < lloq)`` (Beal SL, J Pharmacokinet Pharmacodyn 2001;28:481-504, method M3).
@@ -65,7 +66,8 @@ class ErrorModel:
         if self.name == "proportional":
             return f * jnp.exp(theta["sigma"] * eps)
         sd = jnp.sqrt(theta["sigma_add"] ** 2 + (theta["sigma"] * f) ** 2)
-        return f + sd * eps
+        # a size is never measured below 0: the Normal's negative tail is recorded as 0
+        return jnp.maximum(f + sd * eps, 0.0)
 
 
 _SIGMA = ParamSpec(

@@ -291,6 +291,7 @@ def vpc_bands(
         if cens.any():
             limit = float(np.max(s.y[cens]))
             y_sim = np.where(y_sim < limit, np.nan, y_sim)
+        y_sim = np.where(y_sim > 0, y_sim, np.nan)  # a size of 0 has no place on a log axis
         with np.errstate(invalid="ignore", divide="ignore"):
             rel_sim = np.log(y_sim / y_sim[:, [r]])  # relative to its own reference value
             rel_obs = np.log(np.asarray(s.y, float) / s.ref)
