@@ -4,7 +4,7 @@
   variation, the usual choice for tumour sizes and biomarkers.
 - ``combined``: ``y ~ Normal(f, sqrt(sigma_add^2 + sigma^2 f^2))`` — additive + proportional,
   for data near zero (small lesions, low PSA). Simulated measurements are never negative: the
-  Normal's tail below 0 is recorded as 0, so forecast intervals of a size start at 0 at most.
+  Normal's tail below 0 is recorded as 0, so no forecast interval reaches below 0.
 
 Both handle left-censoring: a value below the detection limit ``lloq`` contributes
 ``P(y < lloq)`` (Beal SL, J Pharmacokinet Pharmacodyn 2001;28:481-504, method M3).
