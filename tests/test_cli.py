@@ -232,11 +232,15 @@ def test_population_fit_show_and_prior(tmp_path: Path, lung_split: dict[str, Pat
     assert twin["model"] == "gompertz"
     code, out = run("twin", "create", "lung-1", "--prior", "nope", "--db", db)
     assert code == 2 and "no population 'nope'" in out
+    code, out = run("twin", "create", "lung-1", "--prior", "lung", "--error-model", "combined",
+                    "--db", db)  # fmt: skip
+    said = " ".join(out.split())
+    assert code == 2 and "fitted with the proportional error model, not combined" in said, out
 
 
 def test_population_fit_error_model(tmp_path: Path, lung_split: dict[str, Path]) -> None:
-    """--error-model combined is fitted and stored with the population; an unknown one exits 2
-    before the data are ingested."""
+    """--error-model combined is fitted and stored with the population and reaches the twins
+    calibrated with it as prior; an unknown one exits 2 before the data are ingested."""
     db = str(tmp_path / "bad.db")
     code, out = run("population", "fit", "--name", "lung", "--data", str(lung_split["H"]),
                     "--error-model", "additive", "--db", db)  # fmt: skip
@@ -249,6 +253,13 @@ def test_population_fit_error_model(tmp_path: Path, lung_split: dict[str, Path])
     fitted = json.loads(out[out.index("{") :])
     assert fitted["error_model"] == "combined"
     assert set(fitted["summary"]) == {"v0", "alpha", "beta", "sigma", "sigma_add"}
+    # a twin with this population as its prior, and one calibrated on its own, both combined
+    for extra in (["--prior", "lung"], ["--error-model", "combined"]):
+        code, out = run("twin", "create", "lung-1", *extra, "--method", "laplace", "--db", db,
+                        "--json")  # fmt: skip
+        assert code == 0, out
+        (twin,) = json.loads(out[out.index("[") :])
+        assert set(twin["parameters"]) == {"v0", "alpha", "beta", "sigma", "sigma_add"}
 
 
 def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) -> None:

@@ -261,9 +261,11 @@ def twin_create(
     prior: Annotated[
         str | None,
         typer.Option(
-            help="Name of a stored population whose predictive is the prior (sets the model)."
+            help="Name of a stored population whose predictive is the prior (sets the model "
+            "and the error model, which --error-model may only repeat)."
         ),
     ] = None,
+    error_model: ErrorModelOption = "proportional",
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -274,6 +276,8 @@ def twin_create(
 
     warnings.simplefilter("ignore", ConvergenceWarning)  # shown in the summary instead
     with input_errors(), open_store(db) as store:
+        from .errors import ModelError
+        from .observe import get_error_model
         from .workflow import (
             build_cohort,
             create_twin,
@@ -282,9 +286,14 @@ def twin_create(
         )
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"error_model": get_error_model(error_model).name}
         if prior is not None:
             pop = load_population(store, prior)
+            if error_model not in ("proportional", pop.error_model):
+                raise ModelError(
+                    f"population {prior!r} was fitted with the {pop.error_model} error model, "
+                    f"not {error_model}"
+                )
             covs = population_covariates(store, pop, ids)
             # with covariates each patient gets its own prior, coded as the population was fit
             priors = (pop.prior(seed=seed) if covs is None else
@@ -296,7 +305,7 @@ def twin_create(
                 records = []
                 for pid in ids:
                     records.append(
-                        create_twin(store, pid, model="auto", method=method, seed=seed)[0]
+                        create_twin(store, pid, model="auto", method=method, seed=seed, **extra)[0]
                     )
                     tick(1)
             else:

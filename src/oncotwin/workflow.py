@@ -184,8 +184,10 @@ def create_twin(
     comparison = None
     if model == "auto":
         candidates = candidates_for([subject])
+        error = {k: v for k, v in calibration.items() if k == "error_model"}
         screened = {
-            m: calibrate_subjects(m, [subject], method="laplace", seed=seed) for m in candidates
+            m: calibrate_subjects(m, [subject], method="laplace", seed=seed, **error)
+            for m in candidates
         }
         comparison = compare(screened)
         model = comparison.best
