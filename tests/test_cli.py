@@ -253,6 +253,10 @@ def test_population_fit_error_model(tmp_path: Path, lung_split: dict[str, Path])
     fitted = json.loads(out[out.index("{") :])
     assert fitted["error_model"] == "combined"
     assert set(fitted["summary"]) == {"v0", "alpha", "beta", "sigma", "sigma_add"}
+    page = tmp_path / "combined.html"  # its report: predictive check and fit with this error
+    code, out = run("population", "show", "lung", "--db", db, "--report", str(page))
+    assert code == 0, out
+    assert "sigma_add" in page.read_text() and "combined" in page.read_text()
     # a twin with this population as its prior, and one calibrated on its own, both combined
     for extra in (["--prior", "lung"], ["--error-model", "combined"]):
         code, out = run("twin", "create", "lung-1", *extra, "--method", "laplace", "--db", db,
