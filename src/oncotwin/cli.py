@@ -402,7 +402,8 @@ def population_fit(
         from .observe import get_error_model
         from .workflow import fit_named_population, ingest_data, load_source
 
-        get_model(model), get_error_model(error_model)  # bad names fail before any ingest
+        get_model(model)  # bad names fail before any ingest
+        get_error_model(error_model)
         if data is not None:
             source = load_source(data)
             ingest_data(store, source, data)

@@ -170,12 +170,13 @@ def create_twin(
     method: str = "nuts",
     seed: int = 0,
     prior: Prior | None = None,
+    error_model: str = "proportional",
     **calibration: Any,
 ) -> tuple[TwinRecord, Posterior]:
     """Calibrate a new twin version of `patient_id` on everything the store knows now.
 
-    `model="auto"` screens the candidate models by PSIS-LOO on this patient (Laplace) and
-    calibrates the best with `method`. The record keeps draws, diagnostics, prior, settings
+    `model="auto"` screens the candidate models by PSIS-LOO on this patient (Laplace, with
+    the same `error_model`) and calibrates the best with `method`. The record keeps draws, diagnostics, prior, settings
     and the data version; earlier versions are never changed.
     """
     as_of = datetime.now(UTC)
@@ -184,16 +185,18 @@ def create_twin(
     comparison = None
     if model == "auto":
         candidates = candidates_for([subject])
-        error = {k: v for k, v in calibration.items() if k == "error_model"}
         screened = {
-            m: calibrate_subjects(m, [subject], method="laplace", seed=seed, **error)
+            m: calibrate_subjects(
+                m, [subject], method="laplace", seed=seed, error_model=error_model
+            )
             for m in candidates
         }
         comparison = compare(screened)
         model = comparison.best
     post = calibrate_subjects(
-        model, [subject], method=method, seed=seed, prior=prior, **calibration
-    )[0]
+        model, [subject], method=method, seed=seed, prior=prior, error_model=error_model,
+        **calibration,
+    )[0]  # fmt: skip
     record = _save(store, subject, data.version, post, as_of, comparison)
     return record, post
 
