@@ -13,9 +13,9 @@ Measured:
 - calibration with uncertainty (L-BFGS MAP + Laplace + 100-draw forecast) on the shipped 3D
   phantom, first run in the process (compilation included unless the persistent compile cache
   already holds it; clear ONCOTWIN_JAX_CACHE for a truly cold figure)   target <= 2 min
-- stated baseline (not measured here; quoted in issue 9): the open reference tool (PyTorch,
-  torchdiffeq RK4) takes about 15 s and 2.3 GB for this forward solve and about 40 s for an
-  adjoint gradient on this 2-core machine.
+- the open reference tool's stack (PyTorch, torchdiffeq RK4; quoted in issue 9 at about 15 s and
+  2.3 GB forward, about 40 s for an adjoint gradient) is measured on this same problem by
+  ``benchmarks/spatial_torch.py``, where torch is installed (it is not a project dependency).
 
 Stability: with 2 x 2 x 4 mm voxels, explicit RK4 with dt = 0.5 d is stable for
 D <= 2.785 / (dt * 4 * (1/4 + 1/4 + 1/16)) = 2.48 mm^2/day (white matter); the benchmark uses
@@ -333,8 +333,8 @@ def main() -> None:
         f"JAX is {np_time / warm:.1f}x faster; max |NumPy - JAX| after 4 steps {diff:.1e}"
     )
     print(
-        "stated baseline (issue 9, not measured here): PyTorch/torchdiffeq RK4 about 15 s and "
-        "2.3 GB forward, about 40 s adjoint gradient"
+        "PyTorch/torchdiffeq on the same problem: benchmarks/spatial_torch.py (issue 9 quotes "
+        "about 15 s and 2.3 GB forward, about 40 s adjoint gradient)"
     )
 
     if not args.skip_calibration:
