@@ -392,6 +392,11 @@ def _nuts_population_fn(
             zs = jax.tree.map(lambda v: v[warmup:], zs)
             return jax.vmap(postprocess_gen(*args))(zs), diverging[warmup:]
 
+        if keys.shape[0] == 1:
+            # One chain per call (see fit_population): vmapping a batch of one would turn
+            # every lax.cond and while_loop of the tree building into batched selects that
+            # evaluate both branches (slower to trace, compile and run).
+            return jax.tree.map(lambda v: v[None], one_chain(keys[0]))
         return jax.vmap(one_chain)(keys)
 
     return jax.jit(run)
