@@ -10,9 +10,10 @@ rather than against a quoted figure:
 - each 0.5-day step: the linear-quadratic kick of the day's RT fraction, then one fixed step of
   ``torchdiffeq.odeint(method="rk4")`` with the step's chemotherapy exposure held constant
   (torchdiffeq's "rk4" is the 3/8-rule variant: four stages, fourth order, like ours);
-- gradient of a sum-of-squares loss against 0.9 x the final map, w.r.t. (D, rho, alpha), by ``odeint_adjoint`` (the adjoint method) and, with ``--backprop``, by
-  backpropagation through the solver (it keeps every stage: about 100 MB a step on this grid,
-  54 GB for 540 steps, so only with ``--steps`` small);
+- gradient of a sum-of-squares loss against 0.9 x the final map, w.r.t. (D, rho, alpha), by
+  ``odeint_adjoint`` (the adjoint method) and, with ``--backprop``, by backpropagation through
+  the solver (it keeps every stage: about 100 MB a step on this grid, 54 GB for 540 steps, so
+  only with ``--steps`` small);
 - oncotwin's JAX solver on the same steps in the same process (forward, and the same gradient
   by its hand-written adjoint), then the checks: max |torch - JAX| of the final map, and the
   gradients' difference relative to the largest component.
