@@ -70,6 +70,7 @@ SPACING = (2.0, 2.0, 4.0)
 DT = 0.5
 N_STEPS = 540
 PARAMS = {"D": 0.2, "rho": 0.025, "alpha": 0.03, "alpha_beta": 10.0, "k_chemo": 0.02}
+NUTS_DRAWS = 600  # --method nuts: 2 chains x (300 warm-up + 300 draws)
 
 
 def geometry() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -142,7 +143,7 @@ def device_peak_mb() -> float | None:
     return None if peak is None else peak / 2**20
 
 
-def coverage(n_seeds: int, initial_state: str) -> None:
+def coverage(n_seeds: int, initial_state: str, method: str) -> None:
     """Print the 90% interval coverage of D, rho, alpha over `n_seeds` noisy 2D phantoms."""
     import tempfile
 
@@ -154,7 +155,8 @@ def coverage(n_seeds: int, initial_state: str) -> None:
     names = ("D", "rho", "alpha")
     hits = {n: 0 for n in names}
     ratios: dict[str, list[float]] = {n: [] for n in names}
-    print(f"coverage of 90% intervals, initial state {initial_state!r}, seeds 3..{n_seeds + 2}")
+    print(f"coverage of 90% intervals, initial state {initial_state!r}, method {method!r}, "
+          f"seeds 3..{n_seeds + 2}")  # fmt: skip
     t0 = time.perf_counter()
     for seed in range(3, n_seeds + 3):
         with tempfile.TemporaryDirectory() as tmp:
@@ -164,24 +166,32 @@ def coverage(n_seeds: int, initial_state: str) -> None:
                             detection=0.05, crop_margin_mm=None, initial_state=initial_state)  # fmt: skip
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
-            post = isp.calibrate(setup, n_draws=10, seed=seed)
+            t = time.perf_counter()
+            post = isp.calibrate(setup, n_draws=NUTS_DRAWS if method == "nuts" else 10,
+                                 seed=seed, method=method)  # fmt: skip
+            secs = time.perf_counter() - t
         truth = patient.truth["params"]
         cells = []
         for n in names:
             lo, hi = post.interval(n)
             inside = lo < truth[n] < hi
             hits[n] += inside
-            ratios[n].append(post.map[n] / truth[n])
-            cells.append(f"{n} {post.map[n] / truth[n]:.3f} [{lo / truth[n]:.3f}, "
+            ratios[n].append(post.median(n) / truth[n])
+            cells.append(f"{n} {post.median(n) / truth[n]:.3f} [{lo / truth[n]:.3f}, "
                          f"{hi / truth[n]:.3f}] {'in' if inside else 'OUT'}")  # fmt: skip
         flag = "" if post.converged and not caught else " (not converged)"
-        print(f"  seed {seed:2d}: " + " | ".join(cells) + flag, flush=True)
+        if method == "nuts":
+            d = post.diagnostics["nuts"]
+            flag += (f" | R-hat {d['rhat_max']:.3f}, bulk ESS {d['ess_bulk_min']:.0f}, "
+                     f"{d['divergences']} divergent, {post.diagnostics['nuts_mean_steps']:.0f} "
+                     "steps/draw")  # fmt: skip
+        print(f"  seed {seed:2d} ({secs:.0f} s): " + " | ".join(cells) + flag, flush=True)
     print(f"coverage over {n_seeds} seeds ({time.perf_counter() - t0:.0f} s): " + ", ".join(
-        f"{n} {hits[n]}/{n_seeds} = {hits[n] / n_seeds:.2f} (median MAP/truth "
+        f"{n} {hits[n]}/{n_seeds} = {hits[n] / n_seeds:.2f} (median of medians/truth "
         f"{statistics.median(ratios[n]):.3f})" for n in names))  # fmt: skip
 
 
-def full_grid_calibration(seed: int) -> None:
+def full_grid_calibration(seed: int, method: str) -> None:
     """Calibration with uncertainty on a 3D phantom at the speed benchmark's resolution."""
     import tempfile
 
@@ -200,11 +210,12 @@ def full_grid_calibration(seed: int) -> None:
     t = time.perf_counter()
     setup = isp.prepare(patient, calibration_visits=[0, 1, 2], fixed={"k_chemo": 0.01},
                         detection=0.05)  # fmt: skip
-    post = isp.calibrate(setup, n_draws=100, seed=seed)
+    post = isp.calibrate(setup, n_draws=NUTS_DRAWS if method == "nuts" else 100, seed=seed,
+                         method=method)  # fmt: skip
     calibrated = time.perf_counter() - t
-    fc = isp.forecast(post, [v.day for v in patient.visits[3:]])
+    fc = isp.forecast(post, [v.day for v in patient.visits[3:]], n_draws=100)
     total = time.perf_counter() - t
-    print(f"calibration + Laplace + 100-draw forecast: {total:.1f} s, of which MAP + Laplace "
+    print(f"calibration ({method}) + 100-draw forecast: {total:.1f} s, of which calibration "
           f"{calibrated:.1f} s (crop {setup.patient.mask.shape} = {setup.patient.mask.size} "
           f"voxels, {post.diagnostics['iterations']} L-BFGS iterations, converged "
           f"{post.converged}; first run in this process)")  # fmt: skip
@@ -280,19 +291,21 @@ def main() -> None:
     parser.add_argument("--skip-calibration", action="store_true")
     parser.add_argument("--coverage", type=int, default=0, help="seeds of the coverage check")
     parser.add_argument("--initial-state", default="latent", choices=("latent", "observed"))
+    parser.add_argument("--method", default="laplace", choices=("laplace", "nuts"),
+                        help="calibration method of --coverage and --full-grid-calibration")  # fmt: skip
     parser.add_argument("--field", action="store_true", help="proliferation-field benchmark")
     parser.add_argument("--field-seed", type=int, default=5)
     parser.add_argument("--full-grid-calibration", type=int, metavar="SEED",
                         help="calibrate a 3D phantom on the benchmark's grid instead")  # fmt: skip
     args = parser.parse_args()
     if args.full_grid_calibration is not None:
-        full_grid_calibration(args.full_grid_calibration)
+        full_grid_calibration(args.full_grid_calibration, args.method)
         return
     if args.field:
         field(args.field_seed)
         return
     if args.coverage:
-        coverage(args.coverage, args.initial_state)
+        coverage(args.coverage, args.initial_state, args.method)
         return
     dev = jax.devices()[0]
     print(f"device: {dev.platform} ({dev.device_kind}); grid {SHAPE} voxels {SPACING} mm; "

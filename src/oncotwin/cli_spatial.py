@@ -59,6 +59,14 @@ FieldRangeOption = Annotated[
 FieldModesOption = Annotated[
     int, typer.Option("--field-modes", help="Smooth modes representing the field.")
 ]
+MethodOption = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="laplace: Gaussian at the joint mode (fast); nuts: NUTS draws of the parameters "
+        "and the initial map, started from it (slower, better calibrated; docs/spatial.md).",
+    ),
+]
 
 
 def _ints(text: str | None) -> list[int] | None:
@@ -88,13 +96,18 @@ def _fixed(items: list[str] | None) -> dict[str, float]:
 def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, detection: float,
          crop: float, seed: int, draws: int, plans: list[str] | None,
          days: list[float] | None, proliferation: str = "scalar",
-         field: tuple[float, float, int] = (0.5, 30.0, 24)) -> tuple[Any, ...]:  # fmt: skip
+         field: tuple[float, float, int] = (0.5, 30.0, 24),
+         method: str = "laplace") -> tuple[Any, ...]:  # fmt: skip
     import warnings
 
     from .data.imaging import load_manifest
     from .errors import ConvergenceWarning
     from .inference import spatial as isp
 
+    if method not in ("laplace", "nuts"):  # before any work
+        from .errors import ModelError
+
+        raise ModelError(f"unknown --method {method!r}; use 'laplace' or 'nuts'")
     patient = load_manifest(manifest)
     setup = isp.prepare(
         patient, calibration_visits=_ints(visits), free=tuple(f.strip() for f in free.split(",")),
@@ -104,7 +117,7 @@ def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, d
     )  # fmt: skip
     with progress_bars() as start, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", ConvergenceWarning)
-        post = isp.calibrate(setup, n_draws=draws, seed=seed, progress=start)
+        post = isp.calibrate(setup, n_draws=draws, seed=seed, progress=start, method=method)
         later = [k for k in range(len(patient.visits)) if k > setup.calib[-1]]
         map_days = sorted(
             {*(days or []), *(patient.visits[k].day for k in later)}
@@ -129,6 +142,7 @@ def _write(
         "patient": post.setup.patient.patient,
         "calibration_visits": list(post.setup.calib),
         "seed": post.seed,
+        "method": post.method,
         "converged": post.converged,
         "diagnostics": {k: v for k, v in post.diagnostics.items() if k != "hessian_eigenvalues"},
         "parameters": post.summary(),
@@ -222,13 +236,15 @@ def calibrate_cmd(
     field_sd: FieldSdOption = 0.5,
     field_range: FieldRangeOption = 30.0,
     field_modes: FieldModesOption = 24,
+    method: MethodOption = "laplace",
     as_json: JsonOption = False,
 ) -> None:
-    """Calibrate a spatial twin on early visits (MAP + Laplace) and check it against later ones."""
+    """Calibrate a spatial twin on early visits (MAP + Laplace, or NUTS) and check it against
+    later ones."""
     with input_errors():
         _, post, forecasts, comparison = _run(
             manifest, visits, free, fix, detection, crop_margin, seed, draws, None, None,
-            proliferation, (field_sd, field_range, field_modes),
+            proliferation, (field_sd, field_range, field_modes), method,
         )  # fmt: skip
         result = _write(out, post, forecasts, comparison)
     emit(result) if as_json else _print(result)
@@ -257,13 +273,14 @@ def forecast_cmd(
     field_sd: FieldSdOption = 0.5,
     field_range: FieldRangeOption = 30.0,
     field_modes: FieldModesOption = 24,
+    method: MethodOption = "laplace",
     as_json: JsonOption = False,
 ) -> None:
     """Forecast cellularity maps and total cells under one or more RT plans, with intervals."""
     with input_errors():
         _, post, forecasts, comparison = _run(
             manifest, visits, free, fix, detection, crop_margin, seed, draws, plan, day,
-            proliferation, (field_sd, field_range, field_modes),
+            proliferation, (field_sd, field_range, field_modes), method,
         )  # fmt: skip
         result = _write(out, post, forecasts, comparison)
     emit(result) if as_json else _print(result)

@@ -38,6 +38,14 @@ the parameters is the Gaussian whose precision is the Schur complement of the la
 (Hessian-vector products and conjugate gradients; the latent block is never formed). Forecast
 draws move the initial map with each parameter draw (its conditional mean under that Gaussian).
 
+With ``method="nuts"`` the Laplace fit only starts and whitens a NUTS run (Hoffman MD, Gelman
+A. J Mach Learn Res 2014;15:1593-1623; NumPyro's kernel) over the parameters and the latent
+offsets together. The Gaussian sits at the joint mode, and with hundreds of latent voxels the
+joint mode is not the marginal one: it leaves out ``0.5 log det`` of the latent block, which
+depends on D, and on the 2D phantoms put D about 2 posterior sd low on some seeds
+(``benchmarks/spatial_coverage_diagnosis.py``). NUTS samples the marginal itself; forecasts
+use each draw's own latent map.
+
 Spatially varying proliferation (``prepare(..., proliferation="field")``): ``log rho(x) =
 log rho0 + f(x)`` with ``f`` a Gaussian random field on the tissue mask whose precision is
 ``tau (kappa^2 I + L)^2`` (``L`` the mask's graph Laplacian with zero-flux boundaries): the GMRF
@@ -59,6 +67,7 @@ observed ROI, Lin's concordance correlation coefficient of voxel cellularity (Li
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -459,7 +468,7 @@ class _Problem:
 
 @dataclass
 class SpatialPosterior:
-    """Laplace posterior of a spatial twin.
+    """Posterior of a spatial twin: Laplace, or NUTS draws started from it.
 
     Attributes:
         setup: the calibration problem.
@@ -468,8 +477,10 @@ class SpatialPosterior:
             the geometric mean of ``rho(x)`` over the mask.
         z_map: MAP on the unconstrained (log) scale; in field mode followed by the
             proliferation field's standardised mode coefficients.
-        cov: posterior covariance on that scale (inverse Hessian), all of ``z_map``.
+        cov: Laplace covariance on that scale (inverse Hessian), all of ``z_map``.
         draws: constrained draws of the named parameters, shape ``(n_draws, len(names))``.
+            With NUTS the chains are interleaved (draw ``i`` comes from chain ``i % chains``),
+            so that any leading block mixes all chains.
         seed: seed of the draws.
         converged: whether L-BFGS met its gradient tolerance and the Hessian was positive
             definite.
@@ -480,6 +491,11 @@ class SpatialPosterior:
             Gaussian, ``(n_latent, n_params)``; forecasts move the initial map with each draw.
         field_draws: the field's mode coefficients of each draw, ``(n_draws, modes)`` (zero
             columns in scalar mode); drawn jointly with ``draws``.
+        method: "laplace" (intervals from ``z_map`` and ``cov``) or "nuts" (quantiles of the
+            draws).
+        latent_draws: with NUTS, the latent offsets of each draw, ``(n_draws, n_latent)``,
+            sampled jointly with the parameters (forecasts use them instead of the Laplace
+            conditional mean).
     """
 
     setup: Setup
@@ -493,6 +509,8 @@ class SpatialPosterior:
     latent_map: np.ndarray = field(default_factory=lambda: np.zeros(0))
     latent_gain: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
     field_draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
+    method: str = "laplace"
+    latent_draws: np.ndarray = field(default_factory=lambda: np.zeros((0, 0)))
 
     def unconstrained_draws(self) -> np.ndarray:
         """Draws on the unconstrained scale of ``z_map`` (log parameters, field coefficients)."""
@@ -512,6 +530,14 @@ class SpatialPosterior:
             return zs
         eta = self.latent_map[None, :] - (zs - self.z_map[None, :]) @ self.latent_gain.T
         return np.concatenate([zs, eta], axis=1)
+
+    def draw_vectors(self, n_draws: int | None = None) -> np.ndarray:
+        """Full unconstrained vectors of the first `n_draws` draws (default all): with NUTS
+        their sampled latent offsets, with Laplace the conditional mean (:meth:`full`)."""
+        zs = self.unconstrained_draws()[: n_draws or len(self.draws)]
+        if self.latent_draws.size:
+            return np.concatenate([zs, self.latent_draws[: len(zs)]], axis=1)
+        return self.full(zs)
 
     @property
     def map(self) -> dict[str, float]:
@@ -549,27 +575,44 @@ class SpatialPosterior:
         if n_field:
             basis = _cached_basis(pt.mask, pt.spacing, self.setup.field_prior)
             grad[:, len(self.names) :] = basis.reshape(n_field, -1)[:, inside.ravel()].T
-        mean = log_rho0 + grad[:, len(self.names) :] @ self.z_map[len(self.names) :]
-        sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, self.cov, grad), 0.0))
-        q = norm.ppf(0.5 + level / 2)
+        if self.method == "nuts":  # quantiles of log rho(x) over the draws
+            log_rho = self.unconstrained_draws() @ grad.T
+            if "rho" not in self.names:
+                log_rho = log_rho + log_rho0
+            bounds = np.quantile(log_rho, [0.5, 0.5 - level / 2, 0.5 + level / 2], axis=0)
+        else:
+            mean = log_rho0 + grad[:, len(self.names) :] @ self.z_map[len(self.names) :]
+            sd = np.sqrt(np.maximum(np.einsum("ij,jk,ik->i", grad, self.cov, grad), 0.0))
+            q = norm.ppf(0.5 + level / 2)
+            bounds = np.stack([mean, mean - q * sd, mean + q * sd])
         out = []
-        for v in (mean, mean - q * sd, mean + q * sd):
+        for v in bounds:
             m = np.full(inside.shape, np.nan)
             m[inside] = np.exp(v)
             out.append(m)
         return out[0], out[1], out[2]
 
+    def median(self, name: str) -> float:
+        """Posterior median of parameter `name` (Laplace: the MAP, the log-normal's median)."""
+        if self.method == "nuts":
+            return float(np.median(self.draws[:, self.names.index(name)]))
+        return self.map[name]
+
     def interval(self, name: str, level: float = LEVEL) -> tuple[float, float]:
-        """Central posterior interval of parameter `name` (log-normal marginal)."""
+        """Central posterior interval of parameter `name` (Laplace: log-normal marginal;
+        NUTS: quantiles of the draws)."""
         from scipy.stats import norm
 
         i = self.names.index(name)
+        if self.method == "nuts":
+            lo, hi = np.quantile(self.draws[:, i], [0.5 - level / 2, 0.5 + level / 2])
+            return float(lo), float(hi)
         q = norm.ppf(0.5 + level / 2)
         s = math.sqrt(self.cov[i, i])
         return math.exp(self.z_map[i] - q * s), math.exp(self.z_map[i] + q * s)
 
     def summary(self, level: float = LEVEL) -> list[dict[str, Any]]:
-        """One row per parameter: MAP (= median), interval bounds, unit, truth if known."""
+        """One row per parameter: median, interval bounds, unit, truth if known."""
         truth = self.setup.patient.truth.get("params", {})
         units = {p.name: p.unit for p in sp.SPATIAL_PARAMS} | {"sigma": "1", "tail_ratio": "1"}
         rows = []
@@ -578,7 +621,7 @@ class SpatialPosterior:
             row = {
                 "parameter": n,
                 "unit": units[n],
-                "median": self.map[n],
+                "median": self.median(n),
                 "lower": lo,
                 "upper": hi,
             }
@@ -793,27 +836,41 @@ def calibrate(
     max_iter: int | None = None,
     gtol: float = 1e-3,
     progress: Progress | None = None,
+    method: str = "laplace",
+    chains: int = 2,
+    warmup: int = 300,
 ) -> SpatialPosterior:
-    """MAP by L-BFGS through the solver, then a Laplace posterior.
+    """MAP by L-BFGS through the solver, then a Laplace posterior, optionally refined by NUTS.
 
     Args:
         setup: from :func:`prepare`.
-        n_draws: posterior draws to keep.
+        n_draws: posterior draws to keep (with NUTS: all chains together).
         seed: seed of the draws.
         max_iter: L-BFGS iterations at most, both stages together (default 100; 300 with a
             proliferation field, whose modes add as many unknowns).
         gtol: stop when the gradient's max-norm (unconstrained scale) falls below this.
         progress: ``start(label, total) -> advance(n)`` callback.
+        method: "laplace" (the Gaussian at the joint mode) or "nuts": NUTS over the parameters
+            and the latent initial map jointly, in coordinates whitened by the Laplace fit
+            (see :func:`_sample_nuts`). NUTS samples the marginal posterior of the parameters,
+            which the joint mode misses when the latent map has many voxels (D is biased low);
+            it costs ``chains x (warmup + n_draws / chains)`` trajectories of gradients.
+        chains, warmup: NUTS chains (run on a thread per core) and warm-up iterations.
 
     Returns:
         The :class:`SpatialPosterior` (with a :class:`ConvergenceWarning` if L-BFGS did not
-        converge or the Hessian was not positive definite).
+        converge, the Hessian was not positive definite, or NUTS failed its diagnostics).
 
     Raises:
+        ModelError: unknown method, or fewer than 1 chain or draw.
         CalibrationError: the objective is not finite at the start or at the optimum.
     """
     import optax
 
+    if method not in ("laplace", "nuts"):
+        raise ModelError(f"unknown spatial calibration method {method!r}; use 'laplace' or 'nuts'")
+    if chains < 1 or n_draws < chains:
+        raise ModelError(f"need at least one draw per chain (chains {chains}, draws {n_draws})")
     prob = _Problem(setup)
     if max_iter is None:
         max_iter = 300 if prob.n_field else 100
@@ -906,6 +963,80 @@ def calibrate(
             f"definite: {pd}, CG residual {cg_res:.1g}); intervals are unreliable",
             ConvergenceWarning, stacklevel=2,
         )  # fmt: skip
+    if method == "nuts":
+        post = _sample_nuts(prob, post, chains, warmup, -(-n_draws // chains), seed, start)
+    return post
+
+
+def _sample_nuts(
+    prob: _Problem, laplace: SpatialPosterior, chains: int, warmup: int, draws: int, seed: int,
+    progress: Progress,
+) -> SpatialPosterior:  # fmt: skip
+    """NUTS over parameters and latent offsets, started from the Laplace posterior.
+
+    Coordinates ``w``: parameters ``z = z_map + L w_p`` (``L L^T`` the Laplace covariance) and
+    latent offsets ``eta = latent_map - K (z - z_map) + w_l`` (``K`` the Laplace gain), so the
+    sampler sees roughly unit scales and no linear coupling. The map is linear: its Jacobian is
+    constant and the target density is unchanged. Each chain is one jitted ``lax.scan`` of
+    NumPyro's NUTS kernel (diagonal metric adapted in warm-up), started near the mode; the
+    chains run on a thread per core (:mod:`oncotwin.inference.threads`).
+    """
+    from numpyro.infer.hmc import hmc
+
+    from .posterior import Diagnostics
+    from .threads import map_in_threads
+
+    n, n_named = prob.n, len(laplace.names)
+    args = (
+        prob.data, jnp.asarray(laplace.z_map), jnp.asarray(np.linalg.cholesky(laplace.cov)),
+        jnp.asarray(laplace.latent_map), jnp.asarray(laplace.latent_gain),
+    )  # fmt: skip
+
+    def to_z(w: Any, shift: Any, chol: Any, latent: Any, gain: Any) -> Any:
+        dz = chol @ w[:n]
+        return jnp.concatenate([shift + dz, latent - gain @ dz + w[n:]])
+
+    def potential_gen(data: Any, *whiten: Any) -> Callable[[Any], Any]:
+        return lambda w: prob.neg_log_post(to_z(w, *whiten), data)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_gen, algo="NUTS")
+
+    @jax.jit
+    def chain(key: Any, args: Any) -> tuple[Any, Any, Any]:
+        k_start, k_run = jax.random.split(key)
+        start = 0.1 * jax.random.normal(k_start, (n + prob.n_latent,))
+        state = init_kernel(start, num_warmup=warmup, model_args=args, rng_key=k_run)
+
+        def step(state: Any, _: Any) -> tuple[Any, tuple[Any, Any, Any]]:
+            state = sample_kernel(state, model_args=args)
+            return state, (state.z, state.diverging, state.num_steps)
+
+        _, (ws, diverging, steps) = jax.lax.scan(step, state, None, length=warmup + draws)
+        return jax.vmap(lambda w: to_z(w, *args[1:]))(ws[warmup:]), diverging[warmup:], steps
+
+    advance = progress(f"NUTS ({chains} chains x {warmup} + {draws})", chains)
+
+    def run(key: Any) -> tuple[np.ndarray, ...]:
+        out = tuple(np.asarray(v) for v in jax.device_get(chain(key, args)))
+        advance(1)
+        return out
+
+    keys = list(jax.random.split(jax.random.PRNGKey(seed), chains))
+    zs, diverging, steps = (np.stack(v) for v in zip(*map_in_threads(run, keys), strict=True))
+    diag = Diagnostics.from_chains(zs[..., :n], int(diverging.sum()))
+    interleaved = np.swapaxes(zs, 0, 1).reshape(chains * draws, -1)  # draw i from chain i % c
+    diagnostics = dict(laplace.diagnostics, nuts=diag.to_dict(), nuts_warmup=warmup,
+                       nuts_mean_steps=float(steps[:, warmup:].mean()))  # fmt: skip
+    post = dataclasses.replace(
+        laplace, draws=np.exp(interleaved[:, :n_named]), field_draws=interleaved[:, n_named:n],
+        latent_draws=interleaved[:, n:], method="nuts", diagnostics=diagnostics,
+        converged=laplace.converged and diag.ok,
+    )  # fmt: skip
+    if not diag.ok:
+        warnings.warn(
+            "spatial NUTS did not converge: " + "; ".join(diag.problems()),
+            ConvergenceWarning, stacklevel=3,
+        )  # fmt: skip
     return post
 
 
@@ -985,7 +1116,7 @@ def forecast(
     data = dict(prob.data, dose=jnp.asarray(np.where(pt.mask, pt.plans[plan].dose_map, 0.0)),
                 rt=jnp.asarray(forcing.rt_dose), ex=jnp.asarray(forcing.exposure))  # fmt: skip
     saves = [int(round((d - setup.t0) / setup.dt)) for d in days]
-    zs = post.full(post.unconstrained_draws()[: n_draws or len(post.draws)])
+    zs = post.draw_vectors(n_draws)
     run = jax.jit(jax.vmap(lambda z, data: prob.run(z, data, saves, False), in_axes=(0, None)))
     advance = (progress or _no_progress)(f"forecast ({plan})", len(zs))
     maps, totals = [], []

@@ -166,7 +166,8 @@ def spatial_report(
         rows.append([_e(r["parameter"]), _e(r["unit"]), fmt_num(r["median"]),
                      f"{fmt_num(r['lower'])} – {fmt_num(r['upper'])}",
                      fmt_num(r["truth"]) if "truth" in r else "—"])  # fmt: skip
-    body.append("<h2>Parameters (Laplace posterior, 90% intervals)</h2>")
+    how = "Laplace posterior" if post.method == "laplace" else "NUTS posterior draws"
+    body.append(f"<h2>Parameters ({how}, 90% intervals)</h2>")
     body.append(
         _table(["parameter", "unit", "median", "90% interval", "truth"], rows, numeric=(2, 3, 4))
     )
