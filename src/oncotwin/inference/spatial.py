@@ -485,7 +485,7 @@ class SpatialPosterior:
             so that any leading block mixes all chains.
         seed: seed of the draws.
         converged: whether L-BFGS met its gradient tolerance and the Hessian was positive
-            definite.
+            definite (with NUTS: and the chains passed their diagnostics).
         diagnostics: iterations, final gradient norm, objective, Hessian eigenvalues.
         latent_map: MAP of the standardised latent offsets of the initial map (one per voxel of
             the first ROI; empty when the first map is taken as exact).
@@ -855,7 +855,8 @@ def calibrate(
         method: "laplace" (the Gaussian at the joint mode) or "nuts": NUTS over the parameters
             and the latent initial map jointly, in coordinates whitened by the Laplace fit
             (see :func:`_sample_nuts`). NUTS samples the marginal posterior of the parameters,
-            which the joint mode misses when the latent map has many voxels (D is biased low);
+            which the joint mode misses when the latent map has many voxels (the joint mode puts
+            D low; the marginal, on the 2D phantoms, above the truth: docs/spatial.md, Limits);
             it costs ``chains x (warmup + n_draws / chains)`` trajectories of gradients.
         chains, warmup: NUTS chains (run on a thread per core) and warm-up iterations.
 
