@@ -63,6 +63,7 @@ import numpy as np
 
 import oncotwin._jax  # noqa: F401  (float64, compile cache)
 from oncotwin._jax import jax, jnp
+from oncotwin.inference import spatial as isp
 from oncotwin.models import spatial as sp
 
 SHAPE = (90, 116, 36)
@@ -150,7 +151,6 @@ def coverage(n_seeds: int, initial_state: str, method: str) -> None:
     from oncotwin.data.imaging import load_manifest
     from oncotwin.data.phantom import make_phantom, write_phantom
     from oncotwin.errors import ConvergenceWarning
-    from oncotwin.inference import spatial as isp
 
     names = ("D", "rho", "alpha")
     hits = {n: 0 for n in names}
@@ -198,7 +198,6 @@ def full_grid_calibration(seed: int, method: str) -> None:
     from oncotwin.data.imaging import load_manifest
     from oncotwin.data.phantom import make_phantom, write_phantom
     from oncotwin.errors import ConvergenceWarning
-    from oncotwin.inference import spatial as isp
 
     warnings.simplefilter("ignore", ConvergenceWarning)
     dev = jax.devices()[0]
@@ -246,7 +245,6 @@ def field(seed: int) -> None:
     from oncotwin.data.imaging import load_manifest
     from oncotwin.data.phantom import make_phantom, write_phantom
     from oncotwin.errors import ConvergenceWarning
-    from oncotwin.inference import spatial as isp
 
     ph = make_phantom((36, 40), (2.5, 2.5), seed=seed, noise=0.03, detection=0.05,
                       rho_map=rho_factor)  # fmt: skip
@@ -291,7 +289,7 @@ def main() -> None:
     parser.add_argument("--skip-calibration", action="store_true")
     parser.add_argument("--coverage", type=int, default=0, help="seeds of the coverage check")
     parser.add_argument("--initial-state", default="latent", choices=("latent", "observed"))
-    parser.add_argument("--method", default="laplace", choices=("laplace", "nuts"),
+    parser.add_argument("--method", default="laplace", choices=isp.METHODS,
                         help="calibration method of --coverage and --full-grid-calibration")  # fmt: skip
     parser.add_argument("--field", action="store_true", help="proliferation-field benchmark")
     parser.add_argument("--field-seed", type=int, default=5)
@@ -408,7 +406,6 @@ def main() -> None:
         from oncotwin.data.imaging import load_manifest
         from oncotwin.data.phantom import shipped_manifest
         from oncotwin.errors import ConvergenceWarning
-        from oncotwin.inference import spatial as isp
 
         warnings.simplefilter("ignore", ConvergenceWarning)
         t = time.perf_counter()

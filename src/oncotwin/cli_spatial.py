@@ -104,7 +104,7 @@ def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, d
     from .errors import ConvergenceWarning
     from .inference import spatial as isp
 
-    if method not in ("laplace", "nuts"):  # before any work
+    if method not in isp.METHODS:  # before any work
         from .errors import ModelError
 
         raise ModelError(f"unknown --method {method!r}; use 'laplace' or 'nuts'")

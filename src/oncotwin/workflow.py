@@ -176,8 +176,8 @@ def create_twin(
     """Calibrate a new twin version of `patient_id` on everything the store knows now.
 
     `model="auto"` screens the candidate models by PSIS-LOO on this patient (Laplace, with
-    the same `error_model`) and calibrates the best with `method`. The record keeps draws, diagnostics, prior, settings
-    and the data version; earlier versions are never changed.
+    the same `error_model`) and calibrates the best with `method`. The record keeps draws,
+    diagnostics, prior, settings and the data version; earlier versions are never changed.
     """
     as_of = datetime.now(UTC)
     data = patient_data(store, patient_id, as_of)

@@ -90,6 +90,7 @@ SIGMA_PRIOR = (0.05, 1.0)  # median, log-sd of the noise sd (cellularity units)
 # exponential decay), log-sd 0.5 (the developed front's decay is (1 + d/l) exp(-d/l), heavier)
 TAIL_PRIOR = (1.0, 0.5)
 DEFAULT_FREE = ("D", "rho", "alpha")
+METHODS = ("laplace", "nuts")  # calibrate(method=...)
 LEVEL = 0.9
 PROLIFERATION = ("scalar", "field")
 DENSE_EIGEN_MAX = 1500  # masks up to this many voxels: dense eigendecomposition of L
@@ -870,7 +871,7 @@ def calibrate(
     """
     import optax
 
-    if method not in ("laplace", "nuts"):
+    if method not in METHODS:
         raise ModelError(f"unknown spatial calibration method {method!r}; use 'laplace' or 'nuts'")
     if chains < 1 or n_draws < chains:
         raise ModelError(f"need at least one draw per chain (chains {chains}, draws {n_draws})")
