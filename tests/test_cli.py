@@ -264,6 +264,14 @@ def test_population_fit_error_model(tmp_path: Path, lung_split: dict[str, Path])
         assert code == 0, out
         (twin,) = json.loads(out[out.index("[") :])
         assert set(twin["parameters"]) == {"v0", "alpha", "beta", "sigma", "sigma_add"}
+    # asking for the default error model explicitly is still asking: refused, nothing stored
+    code, before = run("twin", "history", "lung-1", "--db", db, "--json")
+    assert code == 0, before
+    code, out = run("twin", "create", "lung-1", "--prior", "lung", "--error-model",
+                    "proportional", "--method", "laplace", "--db", db)  # fmt: skip
+    said = " ".join(out.split())
+    assert code == 2 and "fitted with the combined error model, not proportional" in said, out
+    assert run("twin", "history", "lung-1", "--db", db, "--json") == (0, before)
 
 
 def test_twin_update_assimilates_new_data_and_records_surprises(tmp_path: Path) -> None:

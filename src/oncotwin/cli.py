@@ -265,7 +265,13 @@ def twin_create(
             "and the error model, which --error-model may only repeat)."
         ),
     ] = None,
-    error_model: ErrorModelOption = "proportional",
+    error_model: Annotated[
+        str | None,
+        typer.Option(
+            help="Residual error: 'proportional' (log-normal; the default without --prior) or "
+            "'combined' (additive + proportional). With --prior: the population's."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -286,10 +292,10 @@ def twin_create(
         )
 
         ids = [r.id for r in store.patients()] if patient == ["all"] else patient
-        extra: dict[str, Any] = {"error_model": get_error_model(error_model).name}
+        extra: dict[str, Any] = {"error_model": get_error_model(error_model or "proportional").name}
         if prior is not None:
             pop = load_population(store, prior)
-            if error_model not in ("proportional", pop.error_model):
+            if error_model not in (None, pop.error_model):
                 raise ModelError(
                     f"population {prior!r} was fitted with the {pop.error_model} error model, "
                     f"not {error_model}"
