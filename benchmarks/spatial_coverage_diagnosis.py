@@ -10,10 +10,23 @@ statistical model for diagnosis only (they patch the calibration's internal prob
 - ``model``: the shipped method, as the coverage check;
 - ``oracle-tail``: the initial map outside the first ROI is the phantom's true map instead of
   the modelled exponential tail (the first ROI itself stays latent): isolates the tail model;
+- ``front-tail``: the tail outside the first ROI has the developed Fisher front's shape
+  ``c (1 + d/l) exp(-d/l)`` instead of ``c exp(-d/l)`` (same ``l``, same prior on its ratio);
+- ``free-tail-length``: the tail's length is a parameter of its own, no longer
+  ``tail_ratio * sqrt(D / rho)``: log-normal around the prior medians' front length
+  ``sqrt(D0 / rho0)``, log-sd 1 (so the tail cannot inform D);
+- ``smooth-latent``: the latent first map inside the ROI gets a smoothness prior (neighbouring
+  voxels differ by ``N(0, SMOOTH_EDGE_SD^2)``) instead of the flat one: tests whether the flat
+  prior's volume, larger for larger D (diffusion forgets the map's fine detail), lifts D in the
+  marginal;
 - ``censoring-sigma-fixed``: the censored terms outside the ROIs, ``Phi((c - u) / sigma)``, do
   not inform sigma (``stop_gradient``): isolates their pull on the noise level (the phantom's
   segmentation is noise-free, so thousands of far-away voxels, each "surely below c", argue for
   a smaller sigma).
+
+``--method nuts`` samples each variant's posterior exactly (2 chains x (300 warm-up + 300
+draws), as ``benchmarks/spatial.py --method nuts``) instead of the Laplace fit at the joint
+mode; ``z`` is then the probit of the truth's quantile among the draws (the same 90% test).
 
 ``--marginal-profile SEED`` probes the joint-mode bias. The MAP is joint over the parameters and
 the latent initial map; the Laplace marginal of the parameters adds ``0.5 log det C`` (``C``
@@ -24,6 +37,7 @@ the objective change ``df`` (latent map moved linearly, an upper bound on its pr
 ``dLD`` along it, with D's z at each point.
 
 Usage: python benchmarks/spatial_coverage_diagnosis.py --variant model [--seeds 12]
+           [--first-seed 3] [--method laplace|nuts]
        python benchmarks/spatial_coverage_diagnosis.py --marginal-profile 4
 """
 
@@ -45,6 +59,11 @@ from oncotwin.data.phantom import make_phantom, write_phantom
 from oncotwin.inference import spatial as isp
 
 NAMES = ("D", "rho", "alpha")
+VARIANTS = ("model", "oracle-tail", "front-tail", "free-tail-length", "smooth-latent",
+            "censoring-sigma-fixed")  # fmt: skip
+# smooth-latent: sd of the difference between neighbouring voxels of the initial map (the
+# phantoms' true first maps: rms 0.094-0.098 inside the ROI, seeds 3-5)
+SMOOTH_EDGE_SD = 0.1
 
 
 def phantom_setup(seed: int) -> tuple[Any, Any]:
@@ -65,6 +84,55 @@ def variant_problem(variant: str, ph: Any) -> type:
             u = super().initial(z, data)
             return jnp.where(data["roi0"], u, jnp.where(data["mask"], ph.truth_maps[0], 0.0))
 
+    class FrontTail(isp._Problem):
+        def initial(self, z: Any, data: Any) -> Any:
+            p = self.params(z)
+            ell = jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"])
+            x = data["dist"] / ell
+            u = super().initial(z, data)
+            tail = data["detection"] * (1.0 + x) * jnp.exp(-x)
+            return jnp.where(data["tail_zone"], tail, u)
+
+    class FreeTailLength(isp._Problem):
+        def __init__(self, setup: Any) -> None:
+            super().__init__(setup)
+            # the tail's length is its own parameter: log-normal around the prior medians' front
+            # length, log-sd 1, and no longer depends on D or rho
+            self.ell0 = math.sqrt(isp.sp.param_spec("D").prior_median
+                                  / isp.sp.param_spec("rho").prior_median)  # fmt: skip
+            sd = np.asarray(self.data["prior_sd"]).copy()
+            sd[self.i_tail] = 1.0
+            self.data["prior_sd"] = jnp.asarray(sd)
+            self.prior_sd = sd
+
+        def initial(self, z: Any, data: Any) -> Any:
+            ell = jnp.exp(z[self.i_tail]) * self.ell0
+            tail = data["detection"] * jnp.exp(-data["dist"] / ell)
+            u = super().initial(z, data)
+            return jnp.where(data["tail_zone"], tail, u)
+
+    class SmoothLatent(isp._Problem):
+        def __init__(self, setup: Any) -> None:
+            super().__init__(setup)
+            # neighbour pairs inside the first ROI, flat indices of the grid
+            inside = np.zeros(setup.patient.mask.size, bool)
+            inside[self.latent_idx] = True
+            inside = inside.reshape(setup.patient.mask.shape)
+            flat = np.arange(inside.size).reshape(inside.shape)
+            pairs = []
+            for ax in range(inside.ndim):
+                lo = [slice(None)] * inside.ndim
+                hi = [slice(None)] * inside.ndim
+                lo[ax], hi[ax] = slice(0, -1), slice(1, None)
+                both = inside[tuple(lo)] & inside[tuple(hi)]
+                pairs.append(np.stack([flat[tuple(lo)][both], flat[tuple(hi)][both]]))
+            self.edges = jnp.asarray(np.concatenate(pairs, axis=1))
+
+        def neg_log_post(self, z: Any, data: Any) -> Any:
+            u = self.initial(z, data).reshape(-1)
+            diff = u[self.edges[0]] - u[self.edges[1]]
+            return super().neg_log_post(z, data) + 0.5 * jnp.sum((diff / SMOOTH_EDGE_SD) ** 2)
+
     class CensoringSigmaFixed(isp._Problem):
         def neg_log_post(self, z: Any, data: Any) -> Any:
             maps, _ = self.run(z, data, self.saves)
@@ -77,33 +145,43 @@ def variant_problem(variant: str, ph: Any) -> type:
             prior = -0.5 * jnp.sum(((z[: self.n] - data["prior_mu"]) / data["prior_sd"]) ** 2)
             return -(gauss + cens + prior - 0.5 * jnp.sum(z[self.n :] ** 2))
 
-    return {"model": isp._Problem, "oracle-tail": Oracle,
+    return {"model": isp._Problem, "oracle-tail": Oracle, "front-tail": FrontTail,
+            "free-tail-length": FreeTailLength, "smooth-latent": SmoothLatent,
             "censoring-sigma-fixed": CensoringSigmaFixed}[variant]  # fmt: skip
 
 
-def calibrated(setup: Any, seed: int, problem: type) -> Any:
+def calibrated(setup: Any, seed: int, problem: type, method: str = "laplace") -> Any:
     shipped = isp._Problem
     isp._Problem = problem  # calibrate() builds its problem from this name
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return isp.calibrate(setup, n_draws=10, seed=seed)
+            # NUTS: 2 chains x (300 warm-up + 300 draws), as benchmarks/spatial.py --method nuts
+            return isp.calibrate(setup, n_draws=600 if method == "nuts" else 10, seed=seed,
+                                 method=method)  # fmt: skip
     finally:
         isp._Problem = shipped
 
 
 def z_scores(post: Any, truth: dict[str, float]) -> list[float]:
+    """Laplace: from the mode and sd. NUTS: from the draws' median and the probit of the
+    truth's quantile among the draws (the same 90% test, |z| < 1.645, without normality)."""
+    if post.method == "nuts":
+        draws = post.unconstrained_draws()
+        q = [(np.sum(draws[:, i] < math.log(truth[n])) + 0.5) / (len(draws) + 1)
+             for i, n in enumerate(NAMES)]  # fmt: skip
+        return [float(jax.scipy.stats.norm.ppf(v)) for v in q]
     return [(math.log(truth[n]) - post.z_map[i]) / math.sqrt(post.cov[i, i])
             for i, n in enumerate(NAMES)]  # fmt: skip
 
 
-def coverage(variant: str, n_seeds: int) -> None:
+def coverage(variant: str, seeds: range, method: str) -> None:
     zs: list[list[float]] = []
     t0 = time.perf_counter()
-    print(f"variant {variant!r}, seeds 3..{n_seeds + 2}")
-    for seed in range(3, n_seeds + 3):
+    print(f"variant {variant!r}, method {method}, seeds {seeds.start}..{seeds.stop - 1}")
+    for seed in seeds:
         ph, setup = phantom_setup(seed)
-        post = calibrated(setup, seed, variant_problem(variant, ph))
+        post = calibrated(setup, seed, variant_problem(variant, ph), method)
         zs.append(z_scores(post, ph.params))
         print(f"  seed {seed:2d}: " + " ".join(f"{n} z {z:+.2f}" for n, z in zip(NAMES, zs[-1], strict=True))
               + f" | sigma {post.map['sigma']:.4f} (truth 0.03), tail ratio "
@@ -158,14 +236,16 @@ def marginal_profile(seed: int, fd_step: float = 0.05) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--variant", default="model",
-                        choices=("model", "oracle-tail", "censoring-sigma-fixed"))  # fmt: skip
+                        choices=VARIANTS)  # fmt: skip
     parser.add_argument("--seeds", type=int, default=12)
+    parser.add_argument("--first-seed", type=int, default=3)
+    parser.add_argument("--method", default="laplace", choices=isp.METHODS)
     parser.add_argument("--marginal-profile", type=int, default=None, metavar="SEED")
     args = parser.parse_args()
     if args.marginal_profile is not None:
         marginal_profile(args.marginal_profile)
     else:
-        coverage(args.variant, args.seeds)
+        coverage(args.variant, range(args.first_seed, args.first_seed + args.seeds), args.method)
 
 
 if __name__ == "__main__":

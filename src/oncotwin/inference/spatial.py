@@ -45,8 +45,8 @@ joint mode is not the marginal one: it leaves out ``0.5 log det`` of the latent 
 depends on D, and on the 2D phantoms put D about 2 posterior sd low on some seeds
 (``benchmarks/spatial_coverage_diagnosis.py``). NUTS samples the marginal itself; forecasts
 use each draw's own latent map. On those phantoms the marginal lies above the truth in D
-instead (docs/spatial.md, Limits): what remains is the model's (tail, segmentation
-likelihood), not the approximation's.
+instead (docs/spatial.md, Limits): what remains is the model's (tail, flat prior on the
+latent map, segmentation likelihood), not the approximation's.
 
 Spatially varying proliferation (``prepare(..., proliferation="field")``): ``log rho(x) =
 log rho0 + f(x)`` with ``f`` a Gaussian random field on the tissue mask whose precision is
