@@ -19,6 +19,9 @@ statistical model for diagnosis only (they patch the calibration's internal prob
   voxels differ by ``N(0, SMOOTH_EDGE_SD^2)``) instead of the flat one: tests whether the flat
   prior's volume, larger for larger D (diffusion forgets the map's fine detail), lifts D in the
   marginal;
+- ``smooth-latent-learned``: the same prior with its sd estimated (a hierarchical prior:
+  log-normal hyperprior, ``SMOOTH_GRADIENT_PRIOR`` per mm of spacing; the intrinsic GMRF's
+  normaliser ``rank * log sd``, ``rank`` = ROI voxels minus connected components);
 - ``censoring-sigma-fixed``: the censored terms outside the ROIs, ``Phi((c - u) / sigma)``, do
   not inform sigma (``stop_gradient``): isolates their pull on the noise level (the phantom's
   segmentation is noise-free, so thousands of far-away voxels, each "surely below c", argue for
@@ -51,6 +54,8 @@ import warnings
 from typing import Any
 
 import numpy as np
+import scipy.sparse
+import scipy.sparse.csgraph
 
 import oncotwin._jax  # noqa: F401  (float64, compile cache)
 from oncotwin._jax import jax, jnp
@@ -60,10 +65,13 @@ from oncotwin.inference import spatial as isp
 
 NAMES = ("D", "rho", "alpha")
 VARIANTS = ("model", "oracle-tail", "front-tail", "free-tail-length", "smooth-latent",
-            "censoring-sigma-fixed")  # fmt: skip
+            "smooth-latent-learned", "censoring-sigma-fixed")  # fmt: skip
 # smooth-latent: sd of the difference between neighbouring voxels of the initial map (the
 # phantoms' true first maps: rms 0.094-0.098 inside the ROI, seeds 3-5)
 SMOOTH_EDGE_SD = 0.1
+# smooth-latent-learned: log-normal prior of that sd per mm of spacing (median, log-sd): a
+# generic front falling from 1 to 0 over about 20 mm, not read off the phantoms
+SMOOTH_GRADIENT_PRIOR = (0.05, 1.0)
 
 
 def phantom_setup(seed: int) -> tuple[Any, Any]:
@@ -133,6 +141,36 @@ def variant_problem(variant: str, ph: Any) -> type:
             diff = u[self.edges[0]] - u[self.edges[1]]
             return super().neg_log_post(z, data) + 0.5 * jnp.sum((diff / SMOOTH_EDGE_SD) ** 2)
 
+    class SmoothLatentLearned(SmoothLatent):
+        def __init__(self, setup: Any) -> None:
+            super().__init__(setup)
+            # one more parameter after the tail: log of the neighbour-difference sd, log-normal
+            # around SMOOTH_GRADIENT_PRIOR[0] per mm times the mean spacing (the scalar problem
+            # has no field modes, so calibrate() carries it where their columns would be)
+            median = SMOOTH_GRADIENT_PRIOR[0] * float(np.mean(setup.patient.spacing))
+            self.i_smooth = self.n
+            self.n += 1
+            for key, value in (("prior_mu", math.log(median)),
+                               ("prior_sd", SMOOTH_GRADIENT_PRIOR[1])):  # fmt: skip
+                extended = np.append(getattr(self, key), value)
+                setattr(self, key, extended)
+                self.data[key] = jnp.asarray(extended)
+            # rank of the ROI graph's Laplacian: voxels minus connected components
+            edges = np.asarray(self.edges)
+            graph = scipy.sparse.coo_matrix(
+                (np.ones(edges.shape[1]), (edges[0], edges[1])),
+                shape=(setup.patient.mask.size,) * 2,
+            )  # fmt: skip
+            _, labels = scipy.sparse.csgraph.connected_components(graph, directed=False)
+            self.rank = self.n_latent - len(np.unique(labels[self.latent_idx]))
+
+        def neg_log_post(self, z: Any, data: Any) -> Any:
+            u = self.initial(z, data).reshape(-1)
+            diff = u[self.edges[0]] - u[self.edges[1]]
+            log_s = z[self.i_smooth]
+            smooth = 0.5 * jnp.sum(diff**2) * jnp.exp(-2 * log_s) + self.rank * log_s
+            return super(SmoothLatent, self).neg_log_post(z, data) + smooth  # the model's
+
     class CensoringSigmaFixed(isp._Problem):
         def neg_log_post(self, z: Any, data: Any) -> Any:
             maps, _ = self.run(z, data, self.saves)
@@ -147,6 +185,7 @@ def variant_problem(variant: str, ph: Any) -> type:
 
     return {"model": isp._Problem, "oracle-tail": Oracle, "front-tail": FrontTail,
             "free-tail-length": FreeTailLength, "smooth-latent": SmoothLatent,
+            "smooth-latent-learned": SmoothLatentLearned,
             "censoring-sigma-fixed": CensoringSigmaFixed}[variant]  # fmt: skip
 
 
@@ -185,7 +224,9 @@ def coverage(variant: str, seeds: range, method: str) -> None:
         zs.append(z_scores(post, ph.params))
         print(f"  seed {seed:2d}: " + " ".join(f"{n} z {z:+.2f}" for n, z in zip(NAMES, zs[-1], strict=True))
               + f" | sigma {post.map['sigma']:.4f} (truth 0.03), tail ratio "
-              f"{post.map['tail_ratio']:.2f}", flush=True)  # fmt: skip
+              f"{post.map['tail_ratio']:.2f}" + "".join(  # a variant's own parameters
+                  f", extra {math.exp(v):.4f}" for v in post.z_map[len(post.names):]),
+              flush=True)  # fmt: skip
     z = np.asarray(zs)
     print(f"{variant} ({time.perf_counter() - t0:.0f} s): " + ", ".join(
         f"{n} in 90% {int(np.sum(np.abs(z[:, i]) < 1.645))}/{len(z)}, mean z {z[:, i].mean():+.2f},"
