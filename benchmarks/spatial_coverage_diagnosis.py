@@ -93,13 +93,10 @@ def variant_problem(variant: str, ph: Any) -> type:
             return jnp.where(data["roi0"], u, jnp.where(data["mask"], ph.truth_maps[0], 0.0))
 
     class FrontTail(isp._Problem):
-        def initial(self, z: Any, data: Any) -> Any:
+        def tail(self, z: Any, data: Any) -> Any:
             p = self.params(z)
-            ell = jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"])
-            x = data["dist"] / ell
-            u = super().initial(z, data)
-            tail = data["detection"] * (1.0 + x) * jnp.exp(-x)
-            return jnp.where(data["tail_zone"], tail, u)
+            x = data["dist"] / (jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"]))
+            return data["detection"] * (1.0 + x) * jnp.exp(-x)
 
     class FreeTailLength(isp._Problem):
         def __init__(self, setup: Any) -> None:
@@ -113,11 +110,10 @@ def variant_problem(variant: str, ph: Any) -> type:
             self.data["prior_sd"] = jnp.asarray(sd)
             self.prior_sd = sd
 
-        def initial(self, z: Any, data: Any) -> Any:
-            ell = jnp.exp(z[self.i_tail]) * self.ell0
-            tail = data["detection"] * jnp.exp(-data["dist"] / ell)
-            u = super().initial(z, data)
-            return jnp.where(data["tail_zone"], tail, u)
+        def tail(self, z: Any, data: Any) -> Any:
+            return data["detection"] * jnp.exp(
+                -data["dist"] / (jnp.exp(z[self.i_tail]) * self.ell0)
+            )
 
     class SmoothLatent(isp._Problem):
         def __init__(self, setup: Any) -> None:

@@ -107,7 +107,7 @@ def _run(manifest: Path, visits: str | None, free: str, fix: list[str] | None, d
     if method not in isp.METHODS:  # before any work
         from .errors import ModelError
 
-        raise ModelError(f"unknown --method {method!r}; use 'laplace' or 'nuts'")
+        raise ModelError(f"unknown --method {method!r}; use {isp.METHODS_TEXT}")
     patient = load_manifest(manifest)
     setup = isp.prepare(
         patient, calibration_visits=_ints(visits), free=tuple(f.strip() for f in free.split(",")),

@@ -91,6 +91,7 @@ SIGMA_PRIOR = (0.05, 1.0)  # median, log-sd of the noise sd (cellularity units)
 TAIL_PRIOR = (1.0, 0.5)
 DEFAULT_FREE = ("D", "rho", "alpha")
 METHODS = ("laplace", "nuts")  # calibrate(method=...)
+METHODS_TEXT = " or ".join(map(repr, METHODS))  # for error messages: 'laplace' or 'nuts'
 LEVEL = 0.9
 PROLIFERATION = ("scalar", "field")
 DENSE_EIGEN_MAX = 1500  # masks up to this many voxels: dense eigendecomposition of L
@@ -426,11 +427,14 @@ class _Problem:
             p["rho"] = _smooth_cap(rho_map, 1.0 / self.setup.dt)  # as caps["rho"]
         return p
 
-    def initial(self, z: Any, data: Mapping[str, Any]) -> Any:
-        """Initial state for the full unconstrained vector `z` (parameters, log sigma, latent)."""
+    def tail(self, z: Any, data: Mapping[str, Any]) -> Any:
+        """The invisible tail outside the first ROI, ``c exp(-d / l)`` (module docstring)."""
         p = self.params(z)  # in field mode the tail's length uses the reference rate rho0
         ell = jnp.exp(z[self.i_tail]) * jnp.sqrt(p["D"] / p["rho"])
-        tail = data["detection"] * jnp.exp(-data["dist"] / ell)
+        return data["detection"] * jnp.exp(-data["dist"] / ell)
+
+    def initial(self, z: Any, data: Mapping[str, Any]) -> Any:
+        """Initial state for the full unconstrained vector `z` (parameters, log sigma, latent)."""
         u0 = data["u_obs0"]
         if self.n_latent:
             # non-centred: u0 = observed + sigma * eta, eta ~ N(0, 1) a priori; this is the
@@ -439,7 +443,7 @@ class _Problem:
             sigma = jnp.exp(z[self.i_sigma])
             flat = u0.reshape(-1).at[data["latent_idx"]].add(sigma * z[self.n :])
             u0 = flat.reshape(u0.shape)
-        return jnp.where(data["roi0"], u0, jnp.where(data["tail_zone"], tail, 0.0))
+        return jnp.where(data["roi0"], u0, jnp.where(data["tail_zone"], self.tail(z, data), 0.0))
 
     def run(
         self, z: Any, data: Mapping[str, Any], saves: Sequence[int], checkpoint: bool = True
@@ -872,7 +876,7 @@ def calibrate(
     import optax
 
     if method not in METHODS:
-        raise ModelError(f"unknown spatial calibration method {method!r}; use 'laplace' or 'nuts'")
+        raise ModelError(f"unknown spatial calibration method {method!r}; use {METHODS_TEXT}")
     if chains < 1 or n_draws < chains:
         raise ModelError(f"need at least one draw per chain (chains {chains}, draws {n_draws})")
     prob = _Problem(setup)
